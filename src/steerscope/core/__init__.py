@@ -1,0 +1,1 @@
+"""Core: model loading, adapters, sites, positions and hooks. Knows nothing about experiments."""

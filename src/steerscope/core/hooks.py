@@ -1,0 +1,398 @@
+"""Hook primitives on named sites: read, add, replace, project out.
+
+Every primitive is a context manager; its hooks are removed on exit, also after an exception.
+Hooks are forward hooks and pre-hooks on the modules the adapter names; no module is wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from .adapters import get_module
+from .models import LoadedModel
+from .positions import PositionState, PositionTracker, position_weights, validate_positions
+from .sites import Site, parse_site
+
+Edit = Callable[[Tensor], Tensor]
+SiteSpec = str | Site
+
+
+class _StopForward(Exception):
+    """Raised by a read hook after the deepest requested site to skip the rest of the forward pass."""
+
+
+# --- locating sites ------------------------------------------------------------------------------
+
+
+def resolve_sites(lm: LoadedModel, sites: SiteSpec | Iterable[SiteSpec]) -> list[Site]:
+    """Parse site names, check them against the model, return them in forward order."""
+    if isinstance(sites, str | Site):
+        sites = [sites]
+    parsed = [parse_site(s, lm.n_layers, lm.adapter.parallel) for s in sites]
+    if not parsed:
+        raise ValueError("no sites given; name at least one, e.g. 'resid_pre.3'")
+    return sorted(dict.fromkeys(parsed), key=lambda s: s.order)
+
+
+def _locate(lm: LoadedModel, site: Site) -> tuple[nn.Module, str]:
+    """The module and phase ('pre' reads its input, 'post' its output) that hold a site."""
+    a = lm.adapter
+    if site.kind == "embed":
+        return lm.blocks[0], "pre"
+    if site.kind == "final":
+        return get_module(lm.model, a.final_norm), "pre"
+    block = lm.blocks[site.layer]
+    table = {
+        "resid_pre": (block, "pre"),
+        "attn_in": (get_module(block, a.attn_norm), "pre"),
+        "attn_out": (get_module(block, a.attn_write), "post"),
+        "resid_mid": (get_module(block, a.mlp_norm), "pre"),
+        "mlp_in": (get_module(block, a.mlp_norm), "pre"),
+        "mlp_out": (get_module(block, a.mlp_write), "post"),
+        "resid_post": (block, "post"),
+    }
+    return table[site.kind]
+
+
+def _base_model(lm: LoadedModel) -> nn.Module:
+    return get_module(lm.model, lm.adapter.layers.rsplit(".", 1)[0])
+
+
+def _register_read(module: nn.Module, phase: str, fn: Callable[[Tensor], None]):
+    if phase == "pre":
+        return module.register_forward_pre_hook(
+            lambda m, args, kwargs: fn(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+        )
+    return module.register_forward_hook(lambda m, args, out: fn(out[0] if isinstance(out, tuple) else out))
+
+
+def _register_edit(module: nn.Module, phase: str, fn: Edit):
+    if phase == "pre":
+
+        def pre_hook(m, args, kwargs):
+            if args:
+                return (fn(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+
+        return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def post_hook(m, args, out):
+        if isinstance(out, tuple):
+            return (fn(out[0]), *out[1:])
+        return fn(out)
+
+    return module.register_forward_hook(post_hook)
+
+
+def _register_stream_edit(lm: LoadedModel, site: Site, fn: Edit) -> list:
+    """Edit the residual stream at a site (for resid_mid: through the attention write)."""
+    if site.kind != "resid_mid":
+        return [_register_edit(*_locate(lm, site), fn)]
+    block = lm.blocks[site.layer]
+    slot: dict[str, Tensor] = {}
+    keep = _register_read(block, "pre", lambda h: slot.__setitem__("pre", h))
+
+    def through_attn(out: Tensor) -> Tensor:
+        pre = slot.pop("pre")
+        return fn(pre + out) - pre
+
+    edit = _register_edit(get_module(block, lm.adapter.attn_write), "post", through_attn)
+    return [keep, edit]
+
+
+@contextmanager
+def _hooks(handles_factory: Callable[[list], None]) -> Iterator[None]:
+    handles: list = []
+    try:
+        handles_factory(handles)
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --- read ----------------------------------------------------------------------------------------
+
+
+class ActivationCache(dict):
+    """Site name -> activation of the latest forward call; `steps(site)` keeps every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._steps: dict[str, list[Tensor]] = {}
+
+    def _record(self, name: str, value: Tensor) -> None:
+        value = value.detach()
+        self[name] = value
+        self._steps.setdefault(name, []).append(value)
+
+    def steps(self, site: SiteSpec) -> list[Tensor]:
+        """All activations recorded at a site, one per forward call."""
+        return self._steps[str(site)]
+
+    def sequence(self, site: SiteSpec) -> Tensor:
+        """Activations of a cached generation joined along positions: [B, prompt + new, d]."""
+        return torch.cat(self._steps[str(site)], dim=1)
+
+
+@contextmanager
+def read(
+    lm: LoadedModel,
+    sites: SiteSpec | Iterable[SiteSpec],
+    reduce: Callable[[str, Tensor], None] | None = None,
+    stop_after_deepest: bool = False,
+) -> Iterator[ActivationCache]:
+    """Record activations at sites during any forward calls inside the block.
+
+    With `reduce(site_name, activation)`, activations are handed over instead of kept.
+    With `stop_after_deepest`, the forward pass is cut after the deepest site (the model call
+    then returns nothing; the exception is absorbed when the block exits).
+    """
+    parsed = resolve_sites(lm, sites)
+    cache = ActivationCache()
+    deepest = parsed[-1]
+
+    def reader(site: Site) -> Callable[[Tensor], None]:
+        name = str(site)
+        sink = (lambda t: reduce(name, t)) if reduce is not None else (lambda t: cache._record(name, t))
+        if not (stop_after_deepest and site == deepest):
+            return sink
+
+        def sink_and_stop(t: Tensor) -> None:
+            sink(t)
+            raise _StopForward
+
+        return sink_and_stop
+
+    def install(handles: list) -> None:
+        for site in parsed:
+            handles.append(_register_read(*_locate(lm, site), reader(site)))
+
+    try:
+        with _hooks(install):
+            yield cache
+    except _StopForward:
+        pass
+
+
+def capture(
+    lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor, sites: SiteSpec | Iterable[SiteSpec]
+) -> dict[str, Tensor]:
+    """One forward pass that returns the activations at `sites` and stops after the deepest one."""
+    with torch.no_grad(), read(lm, sites, stop_after_deepest=True) as cache:
+        run_forward(lm, inputs)
+    return dict(cache)
+
+
+def run_forward(lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor):
+    """Call the causal LM on token ids or a tokenizer batch, without building a KV cache."""
+    if isinstance(inputs, Tensor):
+        inputs = {"input_ids": inputs}
+    return lm.model(**inputs, use_cache=False)
+
+
+def mean_activations(
+    lm: LoadedModel,
+    texts: list[str],
+    sites: SiteSpec | Iterable[SiteSpec],
+    positions: str = "all",
+    batch_size: int = 8,
+    skip_first: bool = False,
+) -> dict[str, Tensor]:
+    """Running float64 mean of activations over tokens (or the last token of each text).
+
+    `positions`: "all" (every real token) or "last" (each text's last token). Padding is never
+    counted; `skip_first` also drops position 0 (a BOS outlier). Nothing but the sums is kept.
+    """
+    if positions not in ("all", "last"):
+        raise ValueError(f"positions must be 'all' or 'last', got {positions!r}")
+    if not texts:
+        raise ValueError("got an empty list of texts; pass at least one")
+    parsed = resolve_sites(lm, sites)
+    sums = {str(s): torch.zeros(lm.d_model, dtype=torch.float64) for s in parsed}
+    counts = dict.fromkeys(sums, 0)
+    tracker = PositionTracker(_base_model(lm))
+    weights: Tensor | None = None
+
+    def reduce(name: str, act: Tensor) -> None:
+        nonlocal weights
+        if weights is None:
+            state = tracker.require()
+            if positions == "last":
+                weights = torch.zeros_like(state.is_pad)
+                weights[:, -1] = True
+            else:
+                weights = ~state.is_pad
+                if skip_first:
+                    weights = weights & (state.index > 0)
+        sel = act[weights.to(act.device)]
+        sums[name] += sel.to(torch.float64).sum(0).cpu()
+        counts[name] += sel.shape[0]
+
+    try:
+        for start in range(0, len(texts), batch_size):
+            weights = None
+            batch = lm.tokenize(texts[start : start + batch_size])
+            with torch.no_grad(), read(lm, parsed, reduce=reduce, stop_after_deepest=True):
+                run_forward(lm, batch)
+    finally:
+        tracker.remove()
+    for name, n in counts.items():
+        if n == 0:
+            raise ValueError(f"no tokens were selected at {name}; check the texts and positions")
+    return {name: sums[name] / counts[name] for name in sums}
+
+
+# --- edits ---------------------------------------------------------------------------------------
+
+
+def _as_vector(lm: LoadedModel, site: Site, value, allow_positionwise: bool) -> Tensor:
+    if not isinstance(value, Tensor):
+        try:
+            value = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"vector for {site} must be a tensor, got {type(value).__name__}") from exc
+    if not value.is_floating_point():
+        raise TypeError(f"vector for {site} must have a floating dtype, got {value.dtype}")
+    d = lm.d_model
+    ok = (value.dim() == 1 and value.shape[0] == d) or (
+        allow_positionwise and value.dim() == 2 and value.shape[1] == d and value.shape[0] > 0
+    )
+    if not ok:
+        expected = f"[{d}]" + (f" or position-wise [T, {d}]" if allow_positionwise else "")
+        raise ValueError(f"vector for {site} has shape {tuple(value.shape)}; expected {expected}")
+    return value.to(device=lm.device, dtype=lm.dtype)
+
+
+def _parse_mapping(lm: LoadedModel, mapping: Mapping) -> list[tuple[Site, object]]:
+    """(site, value) pairs of a site-keyed mapping, validated, in forward order."""
+    if not mapping:
+        raise ValueError("nothing given; pass {site: value}, e.g. {'resid_pre.3': vector}")
+    pairs: dict[Site, object] = {}
+    for key, value in mapping.items():
+        site = parse_site(key, lm.n_layers, lm.adapter.parallel)
+        if site in pairs:
+            raise ValueError(f"site {site} is given twice")
+        pairs[site] = value
+    return sorted(pairs.items(), key=lambda kv: kv[0].order)
+
+
+@contextmanager
+def edit(lm: LoadedModel, edits: Mapping[SiteSpec, Edit]) -> Iterator[None]:
+    """Apply `fn(activation) -> new activation` at each site during forward calls in the block."""
+    pairs = _parse_mapping(lm, edits)
+
+    def install(handles: list) -> None:
+        for site, fn in pairs:
+            handles.extend(_register_stream_edit(lm, site, fn))
+
+    with _hooks(install):
+        yield
+
+
+@contextmanager
+def add(
+    lm: LoadedModel,
+    vectors: Mapping[SiteSpec, Tensor],
+    coefficient: float = 1.0,
+    positions: str | Tensor = "all",
+) -> Iterator[None]:
+    """Add `coefficient * vector` at each site, at the given positions.
+
+    positions: "all", "prompt", "front" (ActAdd: vector row i at the i-th real prompt token;
+    vector shape [T, d]), "last_prompt", "generated", or a bool mask [batch, seq] over input
+    columns. Right under left padding and KV-cached generation. Two additions at a site add up.
+    """
+    positions = validate_positions(positions)
+    pairs = _parse_mapping(lm, vectors)
+    front = isinstance(positions, str) and positions == "front"
+    sites = [s for s, _ in pairs]
+    values = [_as_vector(lm, s, v, allow_positionwise=front) * float(coefficient) for s, v in pairs]
+    needs_tracker = not (isinstance(positions, str) and positions == "all")
+    with ExitStack() as stack:
+        tracker = PositionTracker(_base_model(lm)) if needs_tracker else None
+        if tracker is not None:
+            stack.callback(tracker.remove)
+        for site, vec in zip(sites, values, strict=True):
+            target = Site("attn_out", site.layer) if site.kind == "resid_mid" else site
+            fn = _adder(vec, positions, tracker)
+            stack.enter_context(_hooks(lambda hs, t=target, f=fn: hs.append(_register_edit(*_locate(lm, t), f))))
+        yield
+
+
+def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:
+    if tracker is None:
+        return lambda h: h + vec
+
+    def add_at_positions(h: Tensor) -> Tensor:
+        state: PositionState = tracker.require()
+        front_len = vec.shape[0] if vec.dim() == 2 else None
+        w = position_weights(positions, state, front_len)
+        if w.shape != h.shape[:2]:
+            raise RuntimeError(f"position weights {tuple(w.shape)} do not match activations {tuple(h.shape)}")
+        if vec.dim() == 2:  # position-wise: row i goes to real token i
+            rows = state.index.clamp(0, vec.shape[0] - 1)
+            delta = vec[rows]
+        else:
+            delta = vec
+        return h + delta * w.unsqueeze(-1).to(h.dtype)
+
+    return add_at_positions
+
+
+@contextmanager
+def replace(lm: LoadedModel, values: Mapping[SiteSpec, Tensor | Edit]) -> Iterator[None]:
+    """Replace the activation at each site by a tensor of the same shape, or by `fn(activation)`.
+
+    At `attn_in.{l}` / `mlp_in.{l}` only that sublayer's input changes; the stream does not.
+    """
+    edits: dict[SiteSpec, Edit] = {}
+    for site, value in values.items():
+        edits[site] = value if callable(value) else _replacer(str(site), value)
+    with edit(lm, edits):
+        yield
+
+
+def _replacer(name: str, value: Tensor) -> Edit:
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        raise TypeError(f"replacement for {name} must be a floating tensor or a function")
+
+    def swap(h: Tensor) -> Tensor:
+        if value.shape != h.shape:
+            raise ValueError(
+                f"replacement for {name} has shape {tuple(value.shape)} but the activation has {tuple(h.shape)}"
+            )
+        return value.to(device=h.device, dtype=h.dtype)
+
+    return swap
+
+
+def residual_write_sites(lm: LoadedModel) -> list[str]:
+    """Every site that writes into the residual stream: the embedding and each sublayer output."""
+    return ["embed", *(f"{k}.{layer}" for layer in range(lm.n_layers) for k in ("attn_out", "mlp_out"))]
+
+
+@contextmanager
+def project_out(
+    lm: LoadedModel, direction: Tensor, sites: SiteSpec | Iterable[SiteSpec] | None = None
+) -> Iterator[None]:
+    """Remove the component along `direction` at the given sites (default: every residual write).
+
+    With the default, the residual stream is orthogonal to the direction everywhere.
+    """
+    unit = _as_vector(lm, Site("direction"), direction, allow_positionwise=False)
+    norm = unit.norm()
+    if norm == 0:
+        raise ValueError("cannot project out a zero direction")
+    unit = unit / norm
+    names = residual_write_sites(lm) if sites is None else [str(s) for s in resolve_sites(lm, sites)]
+
+    def remove(h: Tensor) -> Tensor:
+        return h - (h @ unit).unsqueeze(-1) * unit
+
+    with edit(lm, dict.fromkeys(names, remove)):
+        yield

