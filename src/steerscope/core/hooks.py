@@ -189,9 +189,15 @@ def capture(
 
 
 def run_forward(lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor):
-    """Call the causal LM on token ids or a tokenizer batch, without building a KV cache."""
-    if isinstance(inputs, Tensor):
-        inputs = {"input_ids": inputs}
+    """Call the causal LM on token ids or a tokenizer batch, without building a KV cache.
+
+    Under left padding, position ids count real tokens only (as `generate` does), so a padded row
+    gets the same positions as the row alone in models with absolute position embeddings.
+    """
+    inputs = {"input_ids": inputs} if isinstance(inputs, Tensor) else dict(inputs)
+    mask = inputs.get("attention_mask")
+    if mask is not None and "position_ids" not in inputs:
+        inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
     return lm.model(**inputs, use_cache=False)
 
 
