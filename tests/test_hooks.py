@@ -162,8 +162,12 @@ def test_mean_activations_against_masked_mean():
 
     lm.tokenizer = Tok()
     means = mean_activations(lm, ["0", "1", "2"], ["resid_pre.1"], batch_size=2)
-    acts = torch.cat([capture(lm, {"input_ids": ids[r], "attention_mask": mask[r]}, ["resid_pre.1"])["resid_pre.1"]
-                      for r in ([0, 1], [2])])
+    acts = torch.cat(
+        [
+            capture(lm, {"input_ids": ids[r], "attention_mask": mask[r]}, ["resid_pre.1"])["resid_pre.1"]
+            for r in ([0, 1], [2])
+        ]
+    )
     expected = acts[mask.bool()].double().mean(0)
     torch.testing.assert_close(means["resid_pre.1"], expected, atol=1e-6, rtol=0)
     last = mean_activations(lm, ["0", "1", "2"], ["resid_pre.1"], positions="last", batch_size=3)
@@ -184,10 +188,18 @@ def test_mean_activations_against_masked_mean():
         ({}, {}, ValueError, "nothing given"),
         ({"resid_pre.1": torch.zeros(32)}, {"positions": "middle"}, ValueError, "unknown positions"),
         ({"resid_pre.1": torch.zeros(32)}, {"positions": torch.ones(2, 7)}, ValueError, "torch.bool"),
-        ({"resid_pre.1": torch.zeros(32)}, {"positions": torch.ones(3, 7, dtype=torch.bool)}, ValueError,
-         "batch size 3"),
-        ({"resid_pre.1": torch.zeros(32)}, {"positions": torch.ones(2, 4, dtype=torch.bool)}, ValueError,
-         "covers 4 columns"),
+        (
+            {"resid_pre.1": torch.zeros(32)},
+            {"positions": torch.ones(3, 7, dtype=torch.bool)},
+            ValueError,
+            "batch size 3",
+        ),
+        (
+            {"resid_pre.1": torch.zeros(32)},
+            {"positions": torch.ones(2, 4, dtype=torch.bool)},
+            ValueError,
+            "covers 4 columns",
+        ),
     ],
 )
 def test_bad_additions_are_refused(vectors, kwargs, error, message):
@@ -198,8 +210,9 @@ def test_bad_additions_are_refused(vectors, kwargs, error, message):
 
 def test_bad_replacements_and_projections():
     lm = tiny_model("llama")
-    with pytest.raises(ValueError, match=r"replacement for mlp_in.1 has shape"), replace(
-        lm, {"mlp_in.1": torch.zeros(2, 5, 32)}
+    with (
+        pytest.raises(ValueError, match=r"replacement for mlp_in.1 has shape"),
+        replace(lm, {"mlp_in.1": torch.zeros(2, 5, 32)}),
     ):
         _logits(lm, _ids())
     with pytest.raises(ValueError, match="zero direction"), project_out(lm, torch.zeros(32)):

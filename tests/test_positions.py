@@ -18,15 +18,22 @@ def _batch(lengths=(6, 3, 4), seed=2):
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = r
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = r
+        mask[i, width - len(r) :] = 1
     return ids, mask, rows
 
 
 def _generate(lm, ids, mask):
     with torch.no_grad():
-        out = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False,
-                                pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+        out = lm.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=NEW,
+            do_sample=False,
+            pad_token_id=0,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
     return out.sequences, torch.stack(out.logits, dim=1)
 
 
@@ -116,6 +123,8 @@ def test_front_adds_row_i_at_real_token_i():
 
 def test_positionwise_vector_only_with_front():
     lm = tiny_model("llama")
-    with pytest.raises(ValueError, match="expected \\[32\\]"), add(lm, {"resid_pre.1": torch.zeros(2, 32)},
-                                                                   positions="last_prompt"):
+    with (
+        pytest.raises(ValueError, match="expected \\[32\\]"),
+        add(lm, {"resid_pre.1": torch.zeros(2, 32)}, positions="last_prompt"),
+    ):
         pass

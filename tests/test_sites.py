@@ -114,8 +114,13 @@ def test_site_names_are_complete_and_parse():
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("resid_pre.9", "out of range"), ("resid_pre.-1", "out of range"), ("resid.1", "unknown site"),
-     ("resid_pre", "unknown site"), ("blocks.1.hook_resid_pre", "unknown site")],
+    [
+        ("resid_pre.9", "out of range"),
+        ("resid_pre.-1", "out of range"),
+        ("resid.1", "unknown site"),
+        ("resid_pre", "unknown site"),
+        ("blocks.1.hook_resid_pre", "unknown site"),
+    ],
 )
 def test_bad_sites_are_named(name, message):
     lm = tiny_model("llama")

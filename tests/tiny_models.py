@@ -19,13 +19,29 @@ from transformers import (
 from steerscope import LoadedModel
 
 VOCAB, D, LAYERS, HEADS = 96, 32, 3, 4
-_COMMON = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-               intermediate_size=64, max_position_embeddings=128)
+_COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=D,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    intermediate_size=64,
+    max_position_embeddings=128,
+)
 _LLAMA_LIKE = dict(_COMMON, num_key_value_heads=2, tie_word_embeddings=False)
 
 CONFIGS = {
-    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=D, n_layer=LAYERS, n_head=HEADS, n_positions=128,
-                               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2),
+    "gpt2": lambda: GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=D,
+        n_layer=LAYERS,
+        n_head=HEADS,
+        n_positions=128,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=1,
+        eos_token_id=2,
+    ),
     "gpt_neox": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=True, rotary_pct=0.5),
     "gpt_neox_seq": lambda: GPTNeoXConfig(**_COMMON, use_parallel_residual=False, rotary_pct=0.5),
     "llama": lambda: LlamaConfig(**_LLAMA_LIKE),

@@ -114,9 +114,15 @@ def _prepare_tokenizer(tokenizer) -> None:
 def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float64": torch.float64}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float64": torch.float64,
+    }
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(table)} or 'auto'")
     return table[dtype]
@@ -180,9 +186,7 @@ def _from_pretrained(ref: str, dtype, local_files_only: bool, **kwargs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            ref, dtype=dtype, local_files_only=local_files_only, **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, local_files_only=local_files_only, **kwargs)
         tok = AutoTokenizer.from_pretrained(ref, local_files_only=local_files_only, **kwargs)
     except (OSError, ValueError) as exc:
         if _looks_corrupt(exc):
@@ -195,8 +199,10 @@ def _from_pretrained(ref: str, dtype, local_files_only: bool, **kwargs):
 
 def _looks_corrupt(exc: Exception) -> bool:
     text = str(exc).lower()
-    return any(w in text for w in ("header", "truncat", "incomplete", "deserializ", "invalid", "corrupt",
-                                    "unexpected end", "magic"))
+    return any(
+        w in text
+        for w in ("header", "truncat", "incomplete", "deserializ", "invalid", "corrupt", "unexpected end", "magic")
+    )
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:
@@ -290,7 +296,9 @@ def _load_gguf(path: Path, dtype):
     adapter_for_config(config)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, quantization_config=GgufConfig(dequantize=True),
+            str(path.parent),
+            gguf_file=path.name,
+            quantization_config=GgufConfig(dequantize=True),
             dtype=torch.float32,
         )
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)

@@ -38,8 +38,7 @@ class PositionTracker:
     def require(self) -> PositionState:
         if self.state is None:
             raise RuntimeError(
-                "positions are unknown: run the model through its forward (model(...) or generate), "
-                "not a single block"
+                "positions are unknown: run the model through its forward (model(...) or generate), not a single block"
             )
         return self.state
 
@@ -59,10 +58,7 @@ class PositionTracker:
         index = (mask.long().cumsum(-1) - 1)[:, -q:]
         is_pad = ~mask[:, -q:]
         index = index.masked_fill(is_pad, -1)
-        if past == 0 or self.state is None:
-            prompt_len = mask.long().sum(-1)
-        else:
-            prompt_len = self.state.prompt_len
+        prompt_len = mask.long().sum(-1) if past == 0 or self.state is None else self.state.prompt_len
         self.state = PositionState(index=index, is_pad=is_pad, past_len=past, prompt_len=prompt_len)
 
 
@@ -88,9 +84,7 @@ def position_weights(spec, state: PositionState, front_len: int | None = None) -
     idx, real = state.index, ~state.is_pad
     if isinstance(spec, torch.Tensor):
         if spec.shape[0] != idx.shape[0]:
-            raise ValueError(
-                f"position mask has batch size {spec.shape[0]} but the input has {idx.shape[0]} rows"
-            )
+            raise ValueError(f"position mask has batch size {spec.shape[0]} but the input has {idx.shape[0]} rows")
         cols = torch.arange(state.past_len, state.past_len + idx.shape[1], device=idx.device)
         inside = cols < spec.shape[1]
         if state.past_len == 0 and not bool(inside.all()):
