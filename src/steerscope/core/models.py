@@ -184,16 +184,21 @@ def _check_config(folder: Path) -> None:
 
 def _from_pretrained(ref: str, dtype, local_files_only: bool, **kwargs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     try:
+        if local_files_only:
+            hf_logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, local_files_only=local_files_only, **kwargs)
         tok = AutoTokenizer.from_pretrained(ref, local_files_only=local_files_only, **kwargs)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers raise their own types
         if _looks_corrupt(exc):
             raise ModelLoadError(
                 f"the weights of {ref!r} look corrupt or truncated ({exc}). Delete the files and fetch them again."
             ) from exc
         raise
+    finally:
+        hf_logging.enable_progress_bar()
     return model, tok
 
 

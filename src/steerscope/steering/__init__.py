@@ -1,0 +1,1 @@
+"""Steering: direction-finding methods, contrast pairs and steered generation."""

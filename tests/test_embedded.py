@@ -1,0 +1,49 @@
+"""Slower tests on the embedded default model (SmolLM2-135M-Instruct). Select with -m embedded."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from steerscope import add, capture, load_model
+from steerscope.cli import app
+from steerscope.core.generate import generate_text
+from steerscope.steering.methods import mean_diff
+from steerscope.steering.pairs import starter_pairs
+
+pytestmark = pytest.mark.embedded
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_model("default")
+
+
+def test_default_model_shape_and_sites(lm):
+    assert (lm.adapter.family, lm.n_layers, lm.d_model) == ("llama", 30, 576)
+    assert lm.tokenizer.padding_side == "left"
+    batch = lm.tokenize(["The capital of France is", "Hello"])
+    with torch.no_grad():
+        out = lm.model(**batch, output_hidden_states=True)
+    acts = capture(lm, batch, ["resid_post.14", "resid_pre.3"])
+    torch.testing.assert_close(acts["resid_post.14"], out.hidden_states[15], atol=1e-4, rtol=0)
+    torch.testing.assert_close(acts["resid_pre.3"], out.hidden_states[3], atol=1e-4, rtol=0)
+
+
+def test_sentiment_vector_steers_generation(lm):
+    site = "resid_pre.10"
+    vector = mean_diff(lm, starter_pairs("sentiment"), site)
+    assert vector.dtype == torch.float64 and vector.norm() > 1
+    prompts = ["My opinion of the new restaurant is that"]
+    plain = generate_text(lm, prompts, max_new_tokens=12)
+    with add(lm, {site: vector}, coefficient=4.0):
+        steered = generate_text(lm, prompts, max_new_tokens=12)
+    with add(lm, {site: vector}, coefficient=0.0):
+        zero = generate_text(lm, prompts, max_new_tokens=12)
+    assert steered != plain
+    assert zero == plain
+
+
+def test_info_command(lm):
+    result = CliRunner().invoke(app, ["info", "default"])
+    assert result.exit_code == 0, result.output
+    assert "llama" in result.output and "576" in result.output and "resid_pre" in result.output
