@@ -281,8 +281,9 @@ def _dist_version() -> str:
 
 def _load_gguf(path: Path, dtype):
     """Dequantize a GGUF file once, cache it as fp32 safetensors, and load from the cache after."""
-    stat = path.stat()
-    key = f"{path.stem}-{stat.st_size}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+    with open(path, "rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
+    key = f"{path.stem}-{path.stat().st_size}-{head}"
     cached = cache_dir() / "gguf" / key
     if (cached / "config.json").is_file():
         try:
