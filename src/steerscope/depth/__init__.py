@@ -1,0 +1,1 @@
+"""Depth structure: residual norm growth and the effective layer horizon."""

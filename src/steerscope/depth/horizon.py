@@ -1,0 +1,257 @@
+"""The effective layer horizon: does a sublayer need the whole residual stream, or only the last k layers?
+
+Definition (shared/MISSION.md). Let e be the embedding and o_s what sublayer s adds to the stream.
+For horizon k, every sublayer s of every layer n >= K (K = k unless `enforce_from` is set) gets as
+its residual input the truncated stream: the sum of the outputs of the sublayers that precede s within
+layers max(0, n-k) .. n. Other layers are untouched; the final residual is e plus every sublayer's
+output in the patched run.
+
+Implementation: only the sublayers' own inputs (`attn_in.{n}`, `mlp_in.{n}`) are replaced, so the
+stream itself stays e + sum of (patched) outputs. A window sum is a difference of two stream points:
+the stream at s minus the stream entering layer m = max(0, n-k) (which holds e and everything before m).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..core.hooks import edit, read, run_forward
+from ..core.models import LoadedModel
+from ..evaluate.metrics import next_token_metrics, scored_log_probs
+from ..evaluate.stats import bootstrap_mean_ci
+
+SOURCES = ("clean", "propagated")
+FILLS = ("zero", "mean")
+POSITION0 = ("patch", "keep")
+
+
+@dataclass(frozen=True)
+class HorizonVariant:
+    """Which horizon is measured. The defaults are MISSION.md's clean-sourced horizon.
+
+    source: "clean" (window sums of the clean run's outputs) or "propagated" (of the patched run's
+        own outputs, so errors compound: a sliding-window residual stream).
+    keep_embedding: add e to every truncated stream.
+    fill: "zero" drops out-of-window outputs; "mean" puts their mean over the data in their place
+        (the embedding too, unless kept).
+    enforce_from: enforce at layers >= K for every k (a control for "layers below k are untouched").
+    readout_only: leave every sublayer alone and truncate only the residual the final norm reads.
+    position0: "patch" truncates position 0 like every other position; "keep" leaves its stream whole.
+    """
+
+    source: str = "clean"
+    keep_embedding: bool = False
+    fill: str = "zero"
+    enforce_from: int | None = None
+    readout_only: bool = False
+    position0: str = "patch"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("source", self.source, SOURCES),
+            ("fill", self.fill, FILLS),
+            ("position0", self.position0, POSITION0),
+        ):
+            if value not in allowed:
+                raise ValueError(f"horizon {name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.readout_only and (self.enforce_from is not None or self.source != "clean"):
+            raise ValueError("readout_only truncates only the final residual; it takes no enforce_from or source")
+        if self.enforce_from is not None and self.enforce_from < 0:
+            raise ValueError(f"enforce_from must be >= 0, got {self.enforce_from}")
+
+    def describe(self) -> str:
+        parts = ["readout-only" if self.readout_only else f"{self.source}-sourced"]
+        if self.keep_embedding:
+            parts.append("embedding kept")
+        if self.fill == "mean":
+            parts.append("mean-filled")
+        if self.enforce_from is not None:
+            parts.append(f"enforced at layers >= {self.enforce_from}")
+        parts.append(f"position 0 {'kept whole' if self.position0 == 'keep' else 'patched'}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CleanRun:
+    """What one clean forward pass leaves for the patched passes of the same batch."""
+
+    resid_pre: list[Tensor]  # stream entering each layer, L tensors [B, T, d]
+    sub_in: dict[str, Tensor]  # stream at each sublayer input, by site name (attn_in.n, mlp_in.n)
+    final: Tensor  # residual the final norm reads
+    logits: Tensor  # [B, T, V]
+
+
+def _stream_sites(lm: LoadedModel) -> list[str]:
+    return [s for n in range(lm.n_layers) for s in (f"resid_pre.{n}", f"mlp_in.{n}")] + ["final"]
+
+
+def clean_run(lm: LoadedModel, ids: Tensor) -> CleanRun:
+    """Clean forward pass: logits and the stream at every layer boundary and sublayer input."""
+    with torch.no_grad(), read(lm, _stream_sites(lm)) as cache:
+        logits = run_forward(lm, ids).logits
+    pre = [cache[f"resid_pre.{n}"] for n in range(lm.n_layers)]
+    sub_in = {f"attn_in.{n}": pre[n] for n in range(lm.n_layers)}
+    sub_in.update({f"mlp_in.{n}": cache[f"mlp_in.{n}"] for n in range(lm.n_layers)})
+    return CleanRun(resid_pre=pre, sub_in=sub_in, final=cache["final"], logits=logits)
+
+
+def output_means(lm: LoadedModel, batches: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Mean over the data (positions >= 1) of e and of every sublayer output, in sublayer order."""
+    sites = ["embed", *(f"{k}.{n}" for n in range(lm.n_layers) for k in ("attn_out", "mlp_out"))]
+    sums = {s: torch.zeros(lm.d_model, dtype=torch.float64) for s in sites}
+    count = 0
+
+    def reduce(name: str, act: Tensor) -> None:
+        sums[name] += act[:, 1:].to(torch.float64).sum((0, 1)).cpu()
+
+    for ids in batches:
+        with torch.no_grad(), read(lm, sites, reduce=reduce):
+            run_forward(lm, ids)
+        count += ids.shape[0] * (ids.shape[1] - 1)
+    means = [(sums[s] / count).to(lm.dtype) for s in sites]
+    return means[0], means[1:]
+
+
+def _fill(variant: HorizonVariant, start_layer: int, e: Tensor, means) -> Tensor | float:
+    """What stands in for everything outside a window that starts at layer `start_layer`."""
+    extra: Tensor | float = 0.0
+    if variant.keep_embedding:
+        extra = e
+    if variant.fill == "mean":
+        mean_e, mean_outputs = means
+        out_of_window = sum(mean_outputs[: 2 * start_layer], torch.zeros_like(mean_e))
+        extra = extra + out_of_window + (0.0 if variant.keep_embedding else mean_e)
+    return extra
+
+
+def patched_logits(
+    lm: LoadedModel,
+    ids: Tensor,
+    k: int,
+    clean: CleanRun,
+    variant: HorizonVariant = HorizonVariant(),
+    means: tuple[Tensor, list[Tensor]] | None = None,
+) -> Tensor:
+    """Logits of the model run with horizon k (one forward pass)."""
+    if k < 1:
+        raise ValueError(f"the horizon k must be >= 1, got {k}")
+    if variant.fill == "mean" and means is None:
+        raise ValueError("fill='mean' needs the output means (see output_means)")
+    L = lm.n_layers
+    e = clean.resid_pre[0]
+    keep0 = variant.position0 == "keep"
+
+    def finish(window: Tensor, h: Tensor, start_layer: int) -> Tensor:
+        new = window + _fill(variant, start_layer, e, means)
+        if keep0:
+            new = torch.cat([h[:, :1], new[:, 1:]], dim=1)
+        return new
+
+    edits: dict[str, Callable[[Tensor], Tensor]] = {}
+    current: dict[int, Tensor] = {}  # propagated: the patched run's own stream entering each layer
+    if variant.readout_only:
+        if k < L:
+            m = L - k
+            edits["final"] = lambda h: finish(h - clean.resid_pre[m], h, m)
+    else:
+        first = k if variant.enforce_from is None else variant.enforce_from
+        for n in range(first, L):
+            m = max(0, n - k)
+            for kind in ("attn_in", "mlp_in"):
+                site = f"{kind}.{n}"
+                if variant.source == "clean":
+                    window_in = clean.sub_in[site]
+                    edits[site] = lambda h, w=window_in, m=m: finish(w - clean.resid_pre[m], h, m)
+                else:
+                    edits[site] = lambda h, m=m: finish(h - current[m], h, m)
+    with ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        if edits and variant.source == "propagated":
+            watch = [f"resid_pre.{n}" for n in range(L)]
+            stack.enter_context(read(lm, watch, reduce=lambda name, act: current.__setitem__(_layer(name), act)))
+        if edits:
+            stack.enter_context(edit(lm, edits))
+        return run_forward(lm, ids).logits
+
+
+def _layer(site_name: str) -> int:
+    return int(site_name.rsplit(".", 1)[1])
+
+
+# --- sweep over k --------------------------------------------------------------------------------
+
+METRICS = ("delta_ce", "kl", "top1")
+
+
+def horizon_batch(
+    lm: LoadedModel,
+    ids: Tensor,
+    ks: Sequence[int],
+    variant: HorizonVariant = HorizonVariant(),
+    means: tuple[Tensor, list[Tensor]] | None = None,
+    on_k: Callable[[int], None] | None = None,
+) -> dict[str, list[list[float]]]:
+    """One clean pass and one patched pass per k on a batch: per-sequence metrics, [len(ks)][B] each."""
+    clean = clean_run(lm, ids)
+    clean_lp = scored_log_probs(clean.logits)
+    out: dict[str, list[list[float]]] = {m: [] for m in (*METRICS, "clean_ce")}
+    for k in ks:
+        scores = next_token_metrics(clean_lp, patched_logits(lm, ids, k, clean, variant, means), ids)
+        for name, values in scores.items():
+            out[name].append(values.tolist())
+        if on_k is not None:
+            on_k(k)
+    out["clean_ce"] = out["clean_ce"][:1]
+    return out
+
+
+def check_ks(ks: Sequence[int] | None, n_layers: int) -> list[int]:
+    """The horizons to sweep: default 1..L; each must be >= 1."""
+    if ks is None:
+        return list(range(1, n_layers + 1))
+    ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"horizons k must be integers >= 1, got {ks}")
+    return ks
+
+
+def summarize_horizon(
+    ks: Sequence[int],
+    per_seq: dict[str, list[list[float]]],
+    thresholds: dict[str, float],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Means with bootstrap intervals over sequences for every k, and k* per threshold.
+
+    per_seq[metric] is [len(ks)][N]. k* for a metric is the smallest k whose mean is below the
+    threshold; None (and a note) when no swept k meets it.
+    """
+    rows = []
+    arrays = {m: np.asarray(per_seq[m], dtype=np.float64) for m in METRICS}
+    for i, k in enumerate(ks):
+        row: dict = {"k": int(k)}
+        for m in METRICS:
+            row[m] = float(arrays[m][i].mean())
+            row[f"{m}_ci"] = list(bootstrap_mean_ci(arrays[m][i], n_boot, seed))
+        rows.append(row)
+    k_star = {}
+    for metric, threshold in thresholds.items():
+        if metric not in ("delta_ce", "kl"):
+            raise ValueError(f"thresholds are for delta_ce or kl, got {metric!r}")
+        hit = next((r["k"] for r in rows if abs(r[metric]) < threshold), None)
+        entry = {"threshold": threshold, "k": hit}
+        if hit is None:
+            entry["note"] = f"no swept k has {metric} below {threshold}; k* is not defined for this sweep"
+        k_star[metric] = entry
+    clean_ce = np.asarray(per_seq["clean_ce"][0], dtype=np.float64)
+    return {"per_k": rows, "k_star": k_star, "clean_ce": float(clean_ce.mean())}
