@@ -68,10 +68,14 @@ def clean_outputs(lm, ids):
     store = {"attn": {}, "mlp": {}, "calls": {}}
     handles = [lm.blocks[0].register_forward_pre_hook(lambda m, args: store.__setitem__("e", args[0]))]
     for n, block in enumerate(lm.blocks):
-        handles.append(get_module(block, a.attn_write).register_forward_hook(
-            lambda m, i, o, n=n: store["attn"].__setitem__(n, o[0] if isinstance(o, tuple) else o)))
-        handles.append(get_module(block, a.mlp_write).register_forward_hook(
-            lambda m, i, o, n=n: store["mlp"].__setitem__(n, o)))
+        handles.append(
+            get_module(block, a.attn_write).register_forward_hook(
+                lambda m, i, o, n=n: store["attn"].__setitem__(n, o[0] if isinstance(o, tuple) else o)
+            )
+        )
+        handles.append(
+            get_module(block, a.mlp_write).register_forward_hook(lambda m, i, o, n=n: store["mlp"].__setitem__(n, o))
+        )
 
         def grab(m, args, kwargs, n=n):
             kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}

