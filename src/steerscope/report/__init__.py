@@ -1,0 +1,1 @@
+"""Reports: figures, HTML pages and the runners that write result folders."""

@@ -1,0 +1,263 @@
+"""Runners for `steerscope norms` and `steerscope horizon`: several models, one result folder.
+
+Each model gets a subfolder with JSON, CSV and PNG; the folder also gets a cross-model summary
+(JSON, CSV, figures of k* against depth and growth rate) and an index.html. Work goes into
+`<out>.partial/` and is moved into place when complete; an interrupted horizon sweep resumes from
+its last finished batch when run again with the same settings.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .. import __version__
+from ..core.corpus import token_sequences
+from ..core.io import OutputFolder, write_csv, write_json
+from ..core.models import LoadedModel, load_model
+from ..depth.horizon import HorizonVariant, check_ks, horizon_batch, output_means, summarize_horizon
+from ..depth.norms import measure_norms
+from . import figures, html
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """Which natural text: the source, N sequences of T tokens, the batch size and selection seed."""
+
+    source: str = "wikipedia"
+    n: int = 64
+    seq_len: int = 128
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass
+class DepthRun:
+    models: list[str]
+    out: Path
+    text: TextSpec = field(default_factory=TextSpec)
+    fit_range: tuple[float, float] = (0.2, 0.8)
+    n_boot: int = 1000
+    overwrite: bool = False
+    dtype: str = "float32"
+    device: str = "cpu"
+
+
+def slug(spec: str) -> str:
+    """A folder name for a model spec."""
+    name = Path(spec).stem if spec.endswith(".gguf") else spec
+    return re.sub(r"[^A-Za-z0-9._-]+", "__", name).strip("_") or "model"
+
+
+def _batches(lm: LoadedModel, text: TextSpec) -> list[torch.Tensor]:
+    if text.batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {text.batch_size}")
+    ids = token_sequences(lm.tokenizer, text.source, text.n, text.seq_len, text.seed).to(lm.device)
+    return list(ids.split(text.batch_size))
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _model_info(lm: LoadedModel, spec: str) -> dict:
+    return {
+        "model": spec,
+        "name": lm.name,
+        "source": lm.source,
+        "family": lm.adapter.describe(),
+        "n_layers": lm.n_layers,
+        "d_model": lm.d_model,
+        "fingerprint": lm.fingerprint(),
+    }
+
+
+def _norms_for(lm, spec, run: DepthRun, folder: OutputFolder, progress: Progress) -> dict:
+    done = folder.path(slug(spec), "norms.json")
+    config = {"text": asdict(run.text), "fit_range": list(run.fit_range), "n_boot": run.n_boot}
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if saved.get("config") == config:
+            return saved
+    batches = _batches(lm, run.text)
+    task = progress.add_task(f"norms {slug(spec)}", total=2 * len(batches))
+    result = measure_norms(lm, batches, run.fit_range, run.n_boot, on_batch=lambda: progress.advance(task))
+    result = {**_model_info(lm, spec), "config": config, "seq_len": run.text.seq_len, **result}
+    base = folder.path(slug(spec))
+    write_csv(base / "norms.csv", result["sites"])
+    write_csv(base / "sublayers.csv", result["sublayers"])
+    figures.norms_figure(result, f"{lm.name}: residual norm growth", base / "norms.png")
+    write_json(done, result)
+    return result
+
+
+def _each_model(run: DepthRun, console: Console):
+    for spec in run.models:
+        lm = load_model(spec, dtype=run.dtype, device=run.device)
+        console.print(f"[bold]{spec}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
+        yield spec, lm
+        del lm
+        gc.collect()
+
+
+def run_norms(run: DepthRun, console: Console | None = None) -> tuple[Path, list[dict]]:
+    """Norm growth for each model; returns the result folder and one summary row per model."""
+    console = console or Console()
+    folder = OutputFolder(run.out, run.overwrite)
+    rows = []
+    with _progress(console) as progress:
+        for spec, lm in _each_model(run, console):
+            result = _norms_for(lm, spec, run, folder, progress)
+            rows.append(_summary_row(result))
+    _write_summary(folder, rows, "norms", run)
+    return folder.commit(), rows
+
+
+def _summary_row(norms: dict, horizon: dict | None = None) -> dict:
+    row = {
+        "model": norms["model"],
+        "family": norms["family"],
+        "layers": norms["n_layers"],
+        "d_model": norms["d_model"],
+        "growth_raw": norms["fit"]["raw"]["rate"],
+        "growth_raw_ci": norms["fit"]["raw"]["ci"],
+        "growth_centred": norms["fit"]["centred"]["rate"],
+        "growth_centred_ci": norms["fit"]["centred"]["ci"],
+        "fit_layers": norms["fit"]["layers"],
+    }
+    if horizon is not None:
+        for metric in ("delta_ce", "kl"):
+            star = horizon["k_star"].get(metric, {}).get("k")
+            row[f"k_star_{metric}"] = star
+            row[f"k_star_{metric}_over_layers"] = None if star is None else star / norms["n_layers"]
+        row["clean_ce"] = horizon["clean_ce"]
+    return row
+
+
+def run_horizon(
+    run: DepthRun,
+    ks: list[int] | None = None,
+    variant: HorizonVariant | None = None,
+    thresholds: dict[str, float] | None = None,
+    console: Console | None = None,
+) -> tuple[Path, list[dict]]:
+    """The horizon sweep (and norm growth) for each model; returns the folder and summary rows."""
+    console = console or Console()
+    variant = variant or HorizonVariant()
+    thresholds = thresholds or {"delta_ce": 0.1, "kl": 0.1}
+    folder = OutputFolder(run.out, run.overwrite)
+    rows = []
+    with _progress(console) as progress:
+        for spec, lm in _each_model(run, console):
+            norms = _norms_for(lm, spec, run, folder, progress)
+            sweep_ks = check_ks(ks, lm.n_layers)
+            per_seq = _sweep(lm, spec, run, sweep_ks, variant, folder, progress)
+            summary = summarize_horizon(sweep_ks, per_seq, thresholds, run.n_boot)
+            result = {
+                **_model_info(lm, spec),
+                "variant": variant.to_dict(),
+                "variant_text": variant.describe(),
+                "text": asdict(run.text),
+                "scored_positions": "predictions from positions 1..T-2 (position 0 and the last are not scored)",
+                **summary,
+            }
+            base = folder.path(slug(spec))
+            write_json(base / "horizon.json", result)
+            write_csv(base / "horizon.csv", summary["per_k"])
+            figures.horizon_figure(summary, f"{lm.name}: horizon ({variant.describe()})", base / "horizon.png")
+            rows.append(_summary_row(norms, result))
+    _write_summary(folder, rows, "horizon", run, variant)
+    return folder.commit(), rows
+
+
+def _sweep(lm, spec, run: DepthRun, ks, variant, folder: OutputFolder, progress: Progress) -> dict:
+    """Per-sequence metrics for every k, checkpointed after every batch."""
+    ckpt = folder.path(slug(spec), "horizon-checkpoint.json")
+    config = {"ks": ks, "variant": variant.to_dict(), "text": asdict(run.text), "version": __version__}
+    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {}
+    if state.get("config") != config:
+        state = {"config": config, "batches": {}}
+    batches = _batches(lm, run.text)
+    task = progress.add_task(f"horizon {slug(spec)}", total=len(batches) * len(ks))
+    progress.advance(task, len(state["batches"]) * len(ks))
+    means = output_means(lm, batches) if variant.fill == "mean" else None
+    for i, ids in enumerate(batches):
+        if str(i) in state["batches"]:
+            continue
+        state["batches"][str(i)] = horizon_batch(lm, ids, ks, variant, means, on_k=lambda k: progress.advance(task))
+        write_json(ckpt, state)
+    ordered = [state["batches"][str(i)] for i in range(len(batches))]
+    return {m: [sum((b[m][j] for b in ordered), []) for j in range(len(ordered[0][m]))] for m in ordered[0]}
+
+
+def _write_summary(folder: OutputFolder, rows: list[dict], kind: str, run: DepthRun, variant=None) -> None:
+    write_json(folder.path("summary.json"), {"kind": kind, "steerscope": __version__, "rows": rows})
+    write_csv(folder.path("summary.csv"), rows)
+    sections = [("Summary", html.table(rows))]
+    text = run.text
+    sections.append(
+        (
+            "Text",
+            f"<p>{text.n} sequences of {text.seq_len} tokens from <code>{text.source}</code> "
+            f"(selection seed {text.seed}); norms exclude position 0.</p>",
+        )
+    )
+    if kind == "horizon":
+        sections.append(("Variant", f"<p>{variant.describe()}</p>"))
+        if len(rows) > 1:
+            for name, key, label in (
+                ("kstar_vs_depth.png", "layers", "layers"),
+                ("kstar_vs_growth.png", "growth_raw", "norm growth per layer (raw)"),
+            ):
+                figures.scaling_figure(rows, key, label, folder.path(name))
+                sections.append((f"k* against {label}", html.image(folder.path(name), name)))
+    for row in rows:
+        base = folder.path(slug(row["model"]))
+        images = "".join(html.image(p, p.name) for p in sorted(base.glob("*.png")))
+        sections.append((row["model"], images))
+    folder.path("index.html").write_text(html.page(f"steerscope {kind}", sections), encoding="utf-8")
+
+
+_SHORT = {
+    "model": "model",
+    "family": "family",
+    "layers": "L",
+    "d_model": "d",
+    "growth_raw": "growth raw",
+    "growth_centred": "growth centred",
+    "k_star_delta_ce": "k* dCE",
+    "k_star_delta_ce_over_layers": "k*/L dCE",
+    "k_star_kl": "k* KL",
+    "k_star_kl_over_layers": "k*/L KL",
+    "clean_ce": "clean CE",
+}
+
+
+def print_summary(rows: list[dict], console: Console, title: str) -> None:
+    """One-screen table of the summary rows."""
+    if not rows:
+        return
+    keys = [k for k in _SHORT if k in rows[0]]
+    table = Table(title=title)
+    for key in keys:
+        table.add_column(_SHORT[key])
+    for row in rows:
+        table.add_row(*(html.fmt(row.get(k)) for k in keys))
+    console.print(table)
