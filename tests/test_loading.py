@@ -5,28 +5,16 @@ import json
 
 import pytest
 import torch
-from tiny_models import CONFIGS, VOCAB
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, BertConfig, PreTrainedTokenizerFast
+from tiny_models import CONFIGS, VOCAB, save_tiny
+from transformers import AutoModelForCausalLM, BertConfig
 
 from steerscope import ModelLoadError, UnsupportedArchitectureError, capture, load_model
 from steerscope.core import models as models_mod
 
 
-def _tokenizer():
-    vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(VOCAB - 2)}}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[UNK]")
-
-
 @pytest.fixture
 def llama_folder(tmp_path):
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(CONFIGS["llama"]())
-    model.save_pretrained(tmp_path / "m")
-    _tokenizer().save_pretrained(tmp_path / "m")
-    return tmp_path / "m", model
+    return tmp_path / "m", save_tiny(tmp_path / "m", "llama")
 
 
 def test_local_folder_round_trip(llama_folder):

@@ -53,7 +53,8 @@ class DepthRun:
 
 def slug(spec: str) -> str:
     """A folder name for a model spec."""
-    name = Path(spec).stem if spec.endswith(".gguf") else spec
+    path = Path(spec)
+    name = path.stem if spec.endswith(".gguf") else path.name if path.is_dir() else spec
     return re.sub(r"[^A-Za-z0-9._-]+", "__", name).strip("_") or "model"
 
 
