@@ -16,7 +16,7 @@ from steerscope.depth.horizon import (
     patched_logits,
     summarize_horizon,
 )
-from steerscope.evaluate.metrics import next_token_metrics, scored_log_probs
+from steerscope.evaluate.metrics import clean_reference, next_token_metrics
 
 VARIANTS = {
     "default": HorizonVariant(),
@@ -75,7 +75,7 @@ def test_metrics_against_hand_computation():
     torch.manual_seed(0)
     ids = torch.randint(0, 5, (2, 4))
     clean, patched = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
-    got = next_token_metrics(scored_log_probs(clean), patched, ids)
+    got = next_token_metrics(clean_reference(clean, ids), patched)
     for b in range(2):
         dce, kl, agree = [], [], []
         for t in (1, 2):  # position 0's prediction and the last position are not scored
@@ -87,7 +87,7 @@ def test_metrics_against_hand_computation():
         assert abs(got["delta_ce"][b] - sum(dce) / 2) < 1e-5
         assert abs(got["kl"][b] - sum(kl) / 2) < 1e-5
         assert abs(got["top1"][b] - sum(agree) / 2) < 1e-12
-    same = next_token_metrics(scored_log_probs(clean), clean, ids)
+    same = next_token_metrics(clean_reference(clean, ids), clean)
     assert same["kl"].abs().max() < 1e-6 and same["top1"].min() == 1
 
 

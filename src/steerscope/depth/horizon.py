@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..core.hooks import edit, read, run_forward
 from ..core.models import LoadedModel
-from ..evaluate.metrics import next_token_metrics, scored_log_probs
+from ..evaluate.metrics import clean_reference, next_token_metrics
 from ..evaluate.stats import bootstrap_mean_ci
 
 SOURCES = ("clean", "propagated")
@@ -202,10 +202,10 @@ def horizon_batch(
 ) -> dict[str, list[list[float]]]:
     """One clean pass and one patched pass per k on a batch: per-sequence metrics, [len(ks)][B] each."""
     clean = clean_run(lm, ids)
-    clean_lp = scored_log_probs(clean.logits)
+    ref = clean_reference(clean.logits, ids)
     out: dict[str, list[list[float]]] = {m: [] for m in (*METRICS, "clean_ce")}
     for k in ks:
-        scores = next_token_metrics(clean_lp, patched_logits(lm, ids, k, clean, variant, means), ids)
+        scores = next_token_metrics(ref, patched_logits(lm, ids, k, clean, variant, means))
         for name, values in scores.items():
             out[name].append(values.tolist())
         if on_k is not None:
