@@ -27,3 +27,4 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_hooks.py
+	$(PY) benchmarks/bench_horizon.py
