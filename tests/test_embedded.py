@@ -4,7 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from steerscope import add, capture, load_model
+from steerscope import capture, load_model
 from steerscope.cli import app
 from steerscope.core.generate import generate_text
 from steerscope.steering.methods import mean_diff
@@ -31,13 +31,13 @@ def test_default_model_shape_and_sites(lm):
 
 def test_sentiment_vector_steers_generation(lm):
     site = "resid_pre.10"
-    vector = mean_diff(lm, starter_pairs("sentiment"), site)
-    assert vector.dtype == torch.float64 and vector.norm() > 1
+    vector = mean_diff(lm, starter_pairs("sentiment"), [site])
+    assert vector.meta["norms"][site] > 1 and vector.meta["fingerprint"] == lm.fingerprint()
     prompts = ["My opinion of the new restaurant is that"]
     plain = generate_text(lm, prompts, max_new_tokens=12)
-    with add(lm, {site: vector}, coefficient=4.0):
+    with vector.apply(lm, coefficient=4.0):
         steered = generate_text(lm, prompts, max_new_tokens=12)
-    with add(lm, {site: vector}, coefficient=0.0):
+    with vector.apply(lm, coefficient=0.0):
         zero = generate_text(lm, prompts, max_new_tokens=12)
     assert steered != plain
     assert zero == plain

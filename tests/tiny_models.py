@@ -57,14 +57,14 @@ CONFIGS = {
 FAMILIES = list(CONFIGS)
 
 
-def tiny_model(family: str, seed: int = 0) -> LoadedModel:
-    """A random model of the family in fp32 eval mode, with no tokenizer."""
+def tiny_model(family: str, seed: int = 0, tokenizer: bool = False) -> LoadedModel:
+    """A random model of the family in fp32 eval mode (with the tiny word-level tokenizer if asked)."""
     torch.manual_seed(seed)
     config = CONFIGS[family]()
     config.pad_token_id = 0
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     _scale_up_weights(model)
-    return LoadedModel.from_hf(model.eval(), name=f"tiny-{family}")
+    return LoadedModel.from_hf(model.eval(), tiny_tokenizer() if tokenizer else None, name=f"tiny-{family}")
 
 
 def _scale_up_weights(model: torch.nn.Module) -> None:

@@ -68,7 +68,6 @@ def steer(
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
     from .core.generate import generate_text
-    from .core.hooks import add
     from .steering.methods import mean_diff
     from .steering.pairs import starter_pairs
 
@@ -76,8 +75,8 @@ def steer(
     site = site or f"resid_pre.{lm.n_layers // 3}"
     contrast = starter_pairs(pairs)
     with console.status(f"extracting mean_diff at {site} from {len(contrast)} pairs ..."):
-        vector = mean_diff(lm, contrast, site)
-    console.print(f"{pairs} vector at {site}: {len(contrast)} pairs, norm {vector.norm():.2f}")
+        vector = mean_diff(lm, contrast, [site])
+    console.print(f"{pairs} vector at {site}: {len(contrast)} pairs, norm {vector.meta['norms'][site]:.2f}")
     texts = {}
     runs = [
         ("unsteered", 0.0),
@@ -85,7 +84,7 @@ def steer(
         (f"-{coefficient:g} x vector", -coefficient),
     ]
     for label, coef in runs:
-        with console.status(f"generating {label} ..."), add(lm, {site: vector}, coefficient=coef):
+        with console.status(f"generating {label} ..."), vector.apply(lm, coefficient=coef):
             texts[label] = generate_text(lm, prompt, max_new_tokens=max_new_tokens, repetition_penalty=1.3)
     table = Table(title=f"steering {lm.name} at {site} (greedy decoding)", show_lines=True)
     table.add_column("prompt", style="bold")

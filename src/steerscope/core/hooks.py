@@ -62,6 +62,11 @@ def _base_model(lm: LoadedModel) -> nn.Module:
     return get_module(lm.model, lm.adapter.layers.rsplit(".", 1)[0])
 
 
+def track_positions(lm: LoadedModel) -> PositionTracker:
+    """A tracker of token positions for every forward call (call `.remove()` when done)."""
+    return PositionTracker(_base_model(lm))
+
+
 def _register_read(module: nn.Module, phase: str, fn: Callable[[Tensor], None]):
     if phase == "pre":
         return module.register_forward_pre_hook(
@@ -221,7 +226,7 @@ def mean_activations(
     parsed = resolve_sites(lm, sites)
     sums = {str(s): torch.zeros(lm.d_model, dtype=torch.float64) for s in parsed}
     counts = dict.fromkeys(sums, 0)
-    tracker = PositionTracker(_base_model(lm))
+    tracker = track_positions(lm)
     weights: Tensor | None = None
 
     def reduce(name: str, act: Tensor) -> None:
@@ -320,7 +325,7 @@ def add(
     values = [_as_vector(lm, s, v, allow_positionwise=front) * float(coefficient) for s, v in pairs]
     needs_tracker = not (isinstance(positions, str) and positions == "all")
     with ExitStack() as stack:
-        tracker = PositionTracker(_base_model(lm)) if needs_tracker else None
+        tracker = track_positions(lm) if needs_tracker else None
         if tracker is not None:
             stack.callback(tracker.remove)
         for site, vec in zip(sites, values, strict=True):

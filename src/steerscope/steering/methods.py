@@ -1,25 +1,247 @@
-"""Direction-finding methods from contrast pairs."""
+"""Direction-finding methods, all under one contract.
+
+    fit(lm, pairs, sites, read="last", batch_size=8, seed=0, **options) -> SteeringVector
+
+`read` says which activation stands for a text: "last" (its last token; for A/B items this is the
+answer letter, so "answer" is an alias), or "mean" (the mean over its tokens). Extraction is batched,
+reads every site in one pass and stops after the deepest. Methods other than mean_diff and actadd
+return a unit direction scaled to the norm of the mean difference at the same site (so coefficients
+are comparable across methods); `scale="unit"` keeps the unit vector.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
+from torch import Tensor
 
-from ..core.hooks import mean_activations
+from ..core.hooks import capture, resolve_sites, run_forward, track_positions
+from ..core.hooks import read as read_hooks
 from ..core.models import LoadedModel
-from .pairs import ContrastPair
+from .pairs import ContrastPair, dataset_hash
+from .vector import SteeringVector
+
+READS = ("last", "answer", "mean")
+
+
+def text_vectors(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    sink: Callable[[str, Tensor], None] | None = None,
+) -> dict[str, Tensor] | None:
+    """One activation per text at each site ([N, d] float32), or handed batch by batch to `sink`."""
+    if read not in READS:
+        raise ValueError(f"read must be one of {', '.join(READS)}, got {read!r}")
+    if not texts:
+        raise ValueError("no texts to read activations from")
+    names = [str(s) for s in resolve_sites(lm, sites)]
+    kept: dict[str, list[Tensor]] = {s: [] for s in names}
+    tracker = track_positions(lm)
+
+    def reduce(name: str, act: Tensor) -> None:
+        if read == "mean":
+            real = (~tracker.require().is_pad).to(act.dtype).unsqueeze(-1)
+            vec = (act * real).sum(1) / real.sum(1)
+        else:
+            vec = act[:, -1]  # left padding: the last column is every row's last token
+        vec = vec.float().cpu()
+        (sink(name, vec) if sink is not None else kept[name].append(vec))
+
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = lm.tokenize(list(texts[start : start + batch_size]))
+            with torch.no_grad(), read_hooks(lm, names, reduce=reduce, stop_after_deepest=True):
+                run_forward(lm, batch)
+    finally:
+        tracker.remove()
+    return None if sink is not None else {s: torch.cat(v) for s, v in kept.items()}
+
+
+def _meta(lm: LoadedModel, method: str, pairs: Sequence[ContrastPair], read: str, options: dict) -> dict:
+    return {
+        "method": method,
+        "model": lm.name,
+        "fingerprint": lm.fingerprint(),
+        "d_model": lm.d_model,
+        "n_pairs": len(pairs),
+        "dataset_hash": dataset_hash(list(pairs)),
+        "read": read,
+        "options": options,
+    }
+
+
+def _need_pairs(pairs: Sequence[ContrastPair], method: str, minimum: int = 1) -> None:
+    if len(pairs) < minimum:
+        raise ValueError(f"{method} needs at least {minimum} contrast pair(s), got {len(pairs)}")
 
 
 def mean_diff(
-    lm: LoadedModel, pairs: Sequence[ContrastPair], site: str, positions: str = "all", batch_size: int = 8
-) -> torch.Tensor:
-    """Difference of mean activations, positives minus negatives (CAA / diff-in-means), in float64.
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+) -> SteeringVector:
+    """CAA / diff-in-means: mean over pairs of (positive - negative), from float64 running sums."""
+    _need_pairs(pairs, "mean_diff")
+    sums: dict[str, Tensor] = {}
 
-    `positions`: "all" averages over every token of each text; "last" reads each text's last token.
+    def accumulate(sign: float) -> Callable[[str, Tensor], None]:
+        def sink(name: str, vec: Tensor) -> None:
+            sums[name] = sums.get(name, torch.zeros(vec.shape[-1], dtype=torch.float64)) + sign * vec.double().sum(0)
+
+        return sink
+
+    text_vectors(lm, [p.positive for p in pairs], sites, read, batch_size, sink=accumulate(1.0))
+    text_vectors(lm, [p.negative for p in pairs], sites, read, batch_size, sink=accumulate(-1.0))
+    vectors = {s: v / len(pairs) for s, v in sums.items()}
+    return SteeringVector(vectors, _meta(lm, "mean_diff", pairs, read, {}))
+
+
+def _paired(lm, pairs, sites, read, batch_size) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    pos = text_vectors(lm, [p.positive for p in pairs], sites, read, batch_size)
+    neg = text_vectors(lm, [p.negative for p in pairs], sites, read, batch_size)
+    return pos, neg
+
+
+def _scaled(unit: Tensor, diff_norm: float, scale: str) -> Tensor:
+    return unit if scale == "unit" else unit * diff_norm
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in ("mean_diff", "unit"):
+        raise ValueError(f"scale must be 'mean_diff' or 'unit', got {scale!r}")
+
+
+def pca(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    variant: str = "diff",
+    scale: str = "mean_diff",
+) -> SteeringVector:
+    """First principal component of pair differences ("diff": centred differences, repeng's pca_diff;
+    "center": each pair's two activations centred on their midpoint). Signed so positives project higher.
     """
-    if not pairs:
-        raise ValueError("mean_diff needs at least one contrast pair")
-    pos = mean_activations(lm, [p.positive for p in pairs], [site], positions, batch_size)[site]
-    neg = mean_activations(lm, [p.negative for p in pairs], [site], positions, batch_size)[site]
-    return pos - neg
+    _need_pairs(pairs, "pca", 2)
+    _check_scale(scale)
+    if variant not in ("diff", "center"):
+        raise ValueError(f"pca variant must be 'diff' or 'center', got {variant!r}")
+    pos, neg = _paired(lm, pairs, sites, read, batch_size)
+    vectors = {}
+    for s in pos:
+        p, n = pos[s].double().numpy(), neg[s].double().numpy()
+        if variant == "diff":
+            data = p - n
+            data = data - data.mean(0)
+        else:
+            mid = (p + n) / 2
+            data = np.concatenate([p - mid, n - mid])
+        direction = np.linalg.svd(data, full_matrices=False)[2][0]
+        if ((p - n) @ direction).mean() < 0:
+            direction = -direction
+        vectors[s] = _scaled(torch.from_numpy(direction), float(np.linalg.norm((p - n).mean(0))), scale)
+    return SteeringVector(vectors, _meta(lm, "pca", pairs, read, {"variant": variant, "scale": scale}))
+
+
+def probe(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    C: float = 1.0,
+    scale: str = "mean_diff",
+) -> SteeringVector:
+    """Weight direction of an L2-regularised logistic regression (scikit-learn) separating positives
+    (label 1) from negatives; `C` is the inverse regularisation strength."""
+    from sklearn.linear_model import LogisticRegression
+
+    _need_pairs(pairs, "probe", 2)
+    _check_scale(scale)
+    pos, neg = _paired(lm, pairs, sites, read, batch_size)
+    vectors = {}
+    for s in pos:
+        x = torch.cat([pos[s], neg[s]]).double().numpy()
+        y = np.r_[np.ones(len(pairs)), np.zeros(len(pairs))]
+        clf = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(x, y)
+        w = clf.coef_[0] / np.linalg.norm(clf.coef_[0])
+        diff_norm = float(np.linalg.norm((pos[s] - neg[s]).double().numpy().mean(0)))
+        vectors[s] = _scaled(torch.from_numpy(w), diff_norm, scale)
+    return SteeringVector(vectors, _meta(lm, "probe", pairs, read, {"C": C, "scale": scale}))
+
+
+def random_direction(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    like: SteeringVector | None = None,
+) -> SteeringVector:
+    """The control: a uniformly random direction with the norm of `like` (default: the mean difference)."""
+    reference = like if like is not None else mean_diff(lm, pairs, sites, read, batch_size)
+    g = torch.Generator().manual_seed(seed)
+    vectors = {}
+    for s in sites:
+        v = torch.randn(lm.d_model, generator=g, dtype=torch.float64)
+        vectors[s] = v / v.norm() * reference.meta["norms"][str(s)]
+    meta = _meta(lm, "random", pairs, read, {"seed": seed, "norm_of": reference.meta.get("method")})
+    return SteeringVector(vectors, meta)
+
+
+def actadd(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    pad_token: str = " ",
+) -> SteeringVector:
+    """ActAdd: one pair; the position-wise difference [T, d] of the two prompts' activations, added at
+    the front positions of the user's prompt. The shorter prompt is right-padded with `pad_token`
+    (default: a space, as in the ActAdd paper) until both have the same number of tokens."""
+    if len(pairs) != 1:
+        raise ValueError(f"actadd takes exactly one contrast pair, got {len(pairs)}")
+    tok = lm.tokenizer
+    ids = [tok(t)["input_ids"] for t in (pairs[0].positive, pairs[0].negative)]
+    pad = tok(pad_token, add_special_tokens=False)["input_ids"]
+    if len(pad) != 1:
+        raise ValueError(f"pad_token {pad_token!r} must be exactly one token, got {len(pad)}")
+    width = max(len(i) for i in ids)
+    padded = torch.tensor([i + pad * (width - len(i)) for i in ids], device=lm.device)
+    acts = capture(lm, padded, sites)
+    vectors = {s: (a[0] - a[1]) for s, a in acts.items()}
+    meta = _meta(lm, "actadd", pairs, "all positions", {"pad_token": pad_token, "tokens": width})
+    return SteeringVector(vectors, meta)
+
+
+#: name -> fit function, all with the contract in the module docstring
+METHODS: dict[str, Callable[..., SteeringVector]] = {
+    "actadd": actadd,
+    "mean_diff": mean_diff,
+    "pca": pca,
+    "probe": probe,
+    "random": random_direction,
+}
+
+
+def fit(method: str, lm: LoadedModel, pairs: Sequence[ContrastPair], sites: Sequence[str], **kwargs) -> SteeringVector:
+    """Run a method by name."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
+    if isinstance(sites, str):
+        sites = [sites]
+    return METHODS[method](lm, pairs, list(sites), **kwargs)

@@ -1,12 +1,19 @@
-"""Built-in contrast pairs (written for steerscope).
+"""Contrast data: pairs of a positive and a negative text.
 
-A small starter set used by the quick steering job; the full datasets with held-out splits live
-beside it as they are added.
+Formats: jsonl `{"positive": ..., "negative": ...}` (optional "split"); A/B items in the CAA layout
+(`question`, `answer_matching_behavior`, `answer_not_matching_behavior`; json list or jsonl), turned into
+"<question>\\n\\nAnswer: (A" so the answer letter is the last token; CSV with `positive,negative`
+columns. Built-in sets (written for steerscope) have a train and a held-out test split.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -15,24 +22,105 @@ class ContrastPair:
     negative: str
 
 
-SENTIMENT_STARTER = [
-    ContrastPair(
-        "I love this. It is wonderful and makes me so happy.", "I hate this. It is awful and makes me so sad."
-    ),
-    ContrastPair("What a beautiful, delightful day!", "What a miserable, dreadful day!"),
-    ContrastPair("The food was delicious and the staff were kind.", "The food was disgusting and the staff were rude."),
-    ContrastPair("I am thrilled with the excellent results.", "I am furious about the terrible results."),
-    ContrastPair("This movie was a joy to watch, truly brilliant.", "This movie was a pain to watch, truly dreadful."),
-    ContrastPair("My friends are great and I feel grateful.", "My friends are cruel and I feel bitter."),
-    ContrastPair("The trip was fantastic; everything went perfectly.", "The trip was horrible; everything went wrong."),
-    ContrastPair("I adore my new home, it is cozy and bright.", "I loathe my new home, it is cramped and gloomy."),
-]
-
-STARTER_SETS = {"sentiment": SENTIMENT_STARTER}
+class PairDataError(ValueError):
+    """Contrast data that cannot be used; the message names the file and line."""
 
 
-def starter_pairs(name: str) -> list[ContrastPair]:
-    """A built-in starter set by name."""
-    if name not in STARTER_SETS:
-        raise ValueError(f"unknown pair set {name!r}; built-in sets: {', '.join(STARTER_SETS)}")
-    return list(STARTER_SETS[name])
+BUILTIN = ("sentiment", "weddings", "formality")
+SPLITS = ("train", "test", "all")
+
+
+def dataset_hash(pairs: list[ContrastPair]) -> str:
+    """A short content hash of the pairs, in order."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.positive, p.negative]).encode())
+    return h.hexdigest()[:12]
+
+
+def _check_pair(pos, neg, where: str) -> ContrastPair:
+    for name, value in (("positive", pos), ("negative", neg)):
+        if not isinstance(value, str) or not value.strip():
+            raise PairDataError(f"{where}: '{name}' must be a non-empty string")
+    if pos == neg:
+        raise PairDataError(f"{where}: positive and negative are identical")
+    return ContrastPair(pos, neg)
+
+
+def _caa_pair(row: dict, where: str) -> ContrastPair:
+    q = row.get("question")
+    answers = [row.get("answer_matching_behavior"), row.get("answer_not_matching_behavior")]
+    if not isinstance(q, str) or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise PairDataError(
+            f"{where}: a CAA item needs string 'question', 'answer_matching_behavior' and "
+            "'answer_not_matching_behavior'"
+        )
+    pos, neg = (f"{q}\n\nAnswer: {a.strip().rstrip(')')}" for a in answers)
+    return _check_pair(pos, neg, where)
+
+
+def _row_pair(row, where: str) -> ContrastPair:
+    if not isinstance(row, dict):
+        raise PairDataError(f"{where}: expected a JSON object")
+    if "question" in row:
+        return _caa_pair(row, where)
+    if "positive" not in row or "negative" not in row:
+        raise PairDataError(f"{where}: expected keys 'positive' and 'negative' (or a CAA A/B item)")
+    return _check_pair(row["positive"], row["negative"], where)
+
+
+def read_pairs(path: str | Path, split: str = "all") -> list[ContrastPair]:
+    """Read contrast pairs from a .jsonl, .json or .csv file; `split` filters rows with a "split" field."""
+    path = Path(path)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not path.is_file():
+        raise PairDataError(f"no contrast data at {path}")
+    rows: list[tuple[dict, str]] = []
+    if path.suffix == ".jsonl":
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((json.loads(line), f"{path}:{n}"))
+                except json.JSONDecodeError as exc:
+                    raise PairDataError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise PairDataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(data, list):
+            raise PairDataError(f"{path}: expected a JSON list of items")
+        rows = [(row, f"{path} item {i}") for i, row in enumerate(data)]
+    elif path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"positive", "negative"} <= set(reader.fieldnames):
+                raise PairDataError(f"{path}:1: expected a header with columns 'positive' and 'negative'")
+            rows = [(row, f"{path}:{n}") for n, row in enumerate(reader, start=2)]
+    else:
+        raise PairDataError(f"{path}: unknown format; use .jsonl, .json or .csv")
+    pairs = [
+        _row_pair(row, where)
+        for row, where in rows
+        if split == "all" or not isinstance(row, dict) or row.get("split", "train") == split
+    ]
+    if not pairs:
+        raise PairDataError(f"{path}: no pairs" + ("" if split == "all" else f" in split {split!r}"))
+    return pairs
+
+
+def builtin_path(name: str) -> Path:
+    if name not in BUILTIN:
+        raise ValueError(f"unknown built-in pair set {name!r}; built-in sets: {', '.join(BUILTIN)}")
+    return Path(str(resources.files("steerscope") / "data" / f"{name}.jsonl"))
+
+
+def load_pairs(source: str, split: str = "train") -> list[ContrastPair]:
+    """Pairs from a built-in set name or a file path."""
+    return read_pairs(builtin_path(source) if source in BUILTIN else source, split)
+
+
+def starter_pairs(name: str = "sentiment", n: int = 8) -> list[ContrastPair]:
+    """The first n training pairs of a built-in set (the quick steering job uses these)."""
+    return load_pairs(name, "train")[:n]

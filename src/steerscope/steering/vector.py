@@ -1,0 +1,178 @@
+"""Steering vectors: one tensor per site plus metadata, kept in a safetensors file (no pickle).
+
+The metadata (model id and fingerprint, method, options, number of pairs, dataset hash, norms,
+steerscope version) lives in the safetensors header under the key "steerscope" as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .. import __version__
+from ..core.hooks import add
+from ..core.io import atomic_write_bytes
+from ..core.models import LoadedModel
+from ..core.sites import parse_site
+
+HEADER_KEY = "steerscope"
+
+
+class VectorFileError(ValueError):
+    """A steering-vector file that cannot be read."""
+
+
+class VectorMismatchError(ValueError):
+    """A steering vector that does not fit the model it is applied to."""
+
+
+@dataclass
+class SteeringVector:
+    """Directions per site (float32, [d] or position-wise [T, d]) and what produced them."""
+
+    vectors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.vectors:
+            raise ValueError("a steering vector needs at least one site")
+        self.vectors = {str(s): v.detach().to(torch.float32).cpu().contiguous() for s, v in self.vectors.items()}
+        self.meta.setdefault("steerscope_version", __version__)
+        self.meta["norms"] = {s: float(v.norm()) for s, v in self.vectors.items()}
+
+    @property
+    def sites(self) -> list[str]:
+        return list(self.vectors)
+
+    @property
+    def d_model(self) -> int:
+        return int(next(iter(self.vectors.values())).shape[-1])
+
+    # --- arithmetic -----------------------------------------------------------------------------
+
+    def _derived(self, vectors: dict[str, torch.Tensor], op: str) -> SteeringVector:
+        meta = {k: v for k, v in self.meta.items() if k != "norms"}
+        meta["derived"] = [*meta.get("derived", []), op]
+        return SteeringVector(vectors, meta)
+
+    def __mul__(self, scale: float) -> SteeringVector:
+        return self._derived({s: v * float(scale) for s, v in self.vectors.items()}, f"scale {scale:g}")
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> SteeringVector:
+        return self * -1.0
+
+    def __add__(self, other: SteeringVector) -> SteeringVector:
+        if set(other.vectors) != set(self.vectors):
+            raise ValueError(f"cannot add vectors at different sites: {self.sites} vs {other.sites}")
+        for s in self.vectors:
+            if self.vectors[s].shape != other.vectors[s].shape:
+                raise ValueError(
+                    f"cannot add at {s}: shapes {tuple(self.vectors[s].shape)} and {tuple(other.vectors[s].shape)}"
+                )
+        summed = {s: self.vectors[s] + other.vectors[s] for s in self.vectors}
+        return self._derived(summed, f"plus {other.meta.get('method', 'vector')}")
+
+    def __sub__(self, other: SteeringVector) -> SteeringVector:
+        return self + (-other)
+
+    def with_norm(self, norm: float | SteeringVector) -> SteeringVector:
+        """Rescale every site's vector to a norm (or to the norms of another vector at the same sites)."""
+        targets = (
+            {s: norm.meta["norms"][s] for s in self.vectors}
+            if isinstance(norm, SteeringVector)
+            else dict.fromkeys(self.vectors, float(norm))
+        )
+        out = {}
+        for s, v in self.vectors.items():
+            if v.norm() == 0:
+                raise ValueError(f"cannot rescale the zero vector at {s}")
+            out[s] = v / v.norm() * targets[s]
+        return self._derived(out, "norm matched")
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write a safetensors file atomically; the metadata goes into its header."""
+        path = Path(path)
+        header = {HEADER_KEY: json.dumps(self.meta, sort_keys=True)}
+        atomic_write_bytes(path, save(self.vectors, metadata=header))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringVector:
+        path = Path(path)
+        if not path.is_file():
+            raise VectorFileError(f"no steering-vector file at {path}")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                header = fh.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise VectorFileError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from exc
+        if HEADER_KEY not in header:
+            raise VectorFileError(
+                f"{path} is a safetensors file but not a steerscope vector (no '{HEADER_KEY}' header)"
+            )
+        try:
+            meta = json.loads(header[HEADER_KEY])
+        except json.JSONDecodeError as exc:
+            raise VectorFileError(f"{path}: the '{HEADER_KEY}' header is not valid JSON") from exc
+        return cls(tensors, meta)
+
+    # --- use ------------------------------------------------------------------------------------
+
+    def check(self, lm: LoadedModel, allow_other_model: bool = False) -> None:
+        """Refuse a vector whose size, sites or model do not fit `lm`."""
+        if self.d_model != lm.d_model:
+            raise VectorMismatchError(
+                f"vector has d_model {self.d_model} but {lm.name} has d_model {lm.d_model}; "
+                "it was made for another model and cannot be applied"
+            )
+        for site in self.vectors:
+            parse_site(site, lm.n_layers, lm.adapter.parallel)
+        made_for = self.meta.get("fingerprint")
+        if made_for and made_for != lm.fingerprint() and not allow_other_model:
+            raise VectorMismatchError(
+                f"vector was made for {self.meta.get('model', '?')} (fingerprint {made_for}), not {lm.name} "
+                f"(fingerprint {lm.fingerprint()}); pass allow_other_model=True (CLI: --allow-other-model) "
+                "to apply it deliberately"
+            )
+
+    @contextmanager
+    def apply(
+        self,
+        lm: LoadedModel,
+        coefficient: float = 1.0,
+        positions: str | torch.Tensor = "all",
+        allow_other_model: bool = False,
+    ) -> Iterator[None]:
+        """Add coefficient x vector at its sites during forward passes inside the block."""
+        self.check(lm, allow_other_model)
+        if any(v.dim() == 2 for v in self.vectors.values()) and positions == "all":
+            positions = "front"  # a position-wise (ActAdd) vector goes to the front of the prompt
+        with add(lm, self.vectors, coefficient=coefficient, positions=positions):
+            yield
+
+    def describe(self) -> str:
+        m = self.meta
+        lines = [
+            f"method: {m.get('method', '?')}  options: {json.dumps(m.get('options', {}))}",
+            f"model: {m.get('model', '?')}  fingerprint: {m.get('fingerprint', '?')}",
+            f"pairs: {m.get('n_pairs', '?')}  dataset: {m.get('dataset', '?')} (hash {m.get('dataset_hash', '?')})",
+            f"steerscope: {m.get('steerscope_version', '?')}"
+            + (f"  derived: {m['derived']}" if "derived" in m else ""),
+        ]
+        for s, v in self.vectors.items():
+            lines.append(f"  {s}: shape {tuple(v.shape)}, norm {m['norms'][s]:.4g}")
+        return "\n".join(lines)
