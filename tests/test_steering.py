@@ -184,3 +184,85 @@ def test_builtin_sets_have_train_and_held_out_splits():
     for name, (train, test) in sizes.items():
         assert train >= 256 and test >= 16, name
         assert not set(load_pairs(name, "train")) & set(load_pairs(name, "test")), name
+
+
+def test_sentiment_scorer_on_known_texts():
+    from steerscope.evaluate.scorers import sentiment_compound, share_positive
+
+    good, bad, flat = sentiment_compound(
+        ["I love this, it is wonderful!", "This is awful and I hate it.", "It is 3pm."]
+    )
+    assert good > 0.5 and bad < -0.5 and flat == 0
+    assert share_positive(["great day", "terrible day", "a day", "lovely"]) == 0.5
+
+
+def test_extract_generate_inspect_cli(tmp_path):
+    from tiny_models import save_tiny
+    from typer.testing import CliRunner
+
+    from steerscope.cli import app
+
+    save_tiny(tmp_path / "tiny", "llama")
+    (tmp_path / "pairs.jsonl").write_text(
+        "".join(
+            json.dumps({"positive": f"w90 w{i} w{i + 1}", "negative": f"w91 w{i} w{i + 2}"}) + "\n" for i in range(8)
+        )
+    )
+    runner = CliRunner()
+    vec = tmp_path / "v.safetensors"
+    args = [
+        "extract",
+        str(tmp_path / "tiny"),
+        "--pairs",
+        str(tmp_path / "pairs.jsonl"),
+        "--method",
+        "probe",
+        "--site",
+        "resid_pre.1",
+        "--site",
+        "resid_pre.2",
+        "--option",
+        "C=0.5",
+        "--out",
+        str(vec),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    loaded = SteeringVector.load(vec)
+    assert loaded.sites == ["resid_pre.1", "resid_pre.2"] and loaded.meta["options"]["C"] == 0.5
+    shown = runner.invoke(app, ["vectors", "inspect", str(vec)])
+    assert shown.exit_code == 0 and "probe" in shown.output and "resid_pre.2" in shown.output
+    gen = runner.invoke(
+        app,
+        [
+            "generate",
+            str(tmp_path / "tiny"),
+            "--vector",
+            str(vec),
+            "--coefficient",
+            "3",
+            "--prompt",
+            "w1 w2",
+            "--max-new-tokens",
+            "3",
+        ],
+    )
+    assert gen.exit_code == 0, gen.output
+    assert "unsteered" in gen.output and "+3 x vector" in gen.output
+    bad = runner.invoke(
+        app,
+        [
+            "extract",
+            str(tmp_path / "tiny"),
+            "--pairs",
+            str(tmp_path / "pairs.jsonl"),
+            "--n-pairs",
+            "50",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
+    )
+    assert bad.exit_code == 2 and "has 8" in bad.output
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 10)
+    junk = runner.invoke(app, ["vectors", "inspect", str(tmp_path / "junk.safetensors")])
+    assert junk.exit_code == 2 and "corrupt" in " ".join(junk.output.split())

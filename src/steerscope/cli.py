@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -67,7 +66,7 @@ def steer(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
-    from .core.generate import generate_text
+    from .steering.generate import steered_completions
     from .steering.methods import mean_diff
     from .steering.pairs import starter_pairs
 
@@ -77,135 +76,27 @@ def steer(
     with console.status(f"extracting mean_diff at {site} from {len(contrast)} pairs ..."):
         vector = mean_diff(lm, contrast, [site])
     console.print(f"{pairs} vector at {site}: {len(contrast)} pairs, norm {vector.meta['norms'][site]:.2f}")
-    texts = {}
-    runs = [
-        ("unsteered", 0.0),
-        (f"+{coefficient:g} x vector", coefficient),
-        (f"-{coefficient:g} x vector", -coefficient),
-    ]
-    for label, coef in runs:
-        with console.status(f"generating {label} ..."), vector.apply(lm, coefficient=coef):
-            texts[label] = generate_text(lm, prompt, max_new_tokens=max_new_tokens, repetition_penalty=1.3)
-    table = Table(title=f"steering {lm.name} at {site} (greedy decoding)", show_lines=True)
+    with console.status("generating ..."):
+        texts = steered_completions(
+            lm, vector, prompt, [0.0, coefficient, -coefficient], max_new_tokens=max_new_tokens, repetition_penalty=1.3
+        )
+    print_side_by_side(texts, prompt, f"steering {lm.name} at {site} (greedy decoding)")
+
+
+def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: str) -> None:
+    """Completions per setting, one column each, one row per prompt."""
+    table = Table(title=title, show_lines=True)
     table.add_column("prompt", style="bold")
     for label in texts:
         table.add_column(label)
-    for i, p in enumerate(prompt):
+    for i, p in enumerate(prompts):
         table.add_row(p, *(texts[label][i].strip() for label in texts))
     console.print(table)
 
 
-def _text_spec(text: str, n: int, seq_len: int, batch_size: int, seed: int):
-    from .report.depth import TextSpec
+from . import cli_depth, cli_steering  # noqa: E402  (registers their commands)
 
-    return TextSpec(source=text, n=n, seq_len=seq_len, batch_size=batch_size, seed=seed)
-
-
-def _fit_range(value: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in value.split(","))
-    except ValueError as exc:
-        raise typer.BadParameter(f"expected two fractions like 0.2,0.8, got {value!r}") from exc
-    return lo, hi
-
-
-TEXT_HELP = "'wikipedia' (built-in), or a .txt (documents split at blank lines), .jsonl ('text') or .json file"
-
-
-def _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device):
-    from .report.depth import DepthRun
-
-    return DepthRun(
-        models=models or ["default"],
-        out=out,
-        text=_text_spec(text, n, seq_len, batch_size, seed),
-        fit_range=_fit_range(fit_range),
-        n_boot=n_boot,
-        overwrite=overwrite,
-        dtype=dtype,
-        device=device,
-    )
-
-
-def _run_depth(fn, title: str, *args, **kwargs) -> None:
-    from .core.models import ModelLoadError
-    from .report.depth import print_summary
-
-    try:
-        folder, rows = fn(*args, console=console, **kwargs)
-    except (FileExistsError, FileNotFoundError, ValueError, ModelLoadError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    print_summary(rows, console, title)
-    console.print(f"results: {folder}  (open {folder / 'index.html'})")
-
-
-@app.command()
-def norms(
-    models: list[str] = typer.Argument(None, help=MODEL_HELP + "; several allowed"),  # noqa: B008
-    out: Path = typer.Option(Path("runs/norms"), help="output folder (must not exist unless --overwrite)"),  # noqa: B008
-    overwrite: bool = typer.Option(False, help="replace an existing output folder once the new one is complete"),
-    text: str = typer.Option("wikipedia", help=TEXT_HELP),
-    n: int = typer.Option(64, help="number of sequences"),
-    seq_len: int = typer.Option(128, help="tokens per sequence"),
-    batch_size: int = typer.Option(8),
-    seed: int = typer.Option(0, help="seed of the document selection"),
-    fit_range: str = typer.Option("0.2,0.8", help="fraction of layer boundaries the growth fit covers"),
-    n_boot: int = typer.Option(1000, help="bootstrap resamples over sequences"),
-    dtype: str = typer.Option("float32"),
-    device: str = typer.Option("cpu"),
-) -> None:
-    """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate."""
-    from .report.depth import run_norms
-
-    run = _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device)
-    _run_depth(run_norms, "residual norm growth", run)
-
-
-@app.command()
-def horizon(
-    models: list[str] = typer.Argument(None, help=MODEL_HELP + "; several allowed"),  # noqa: B008
-    out: Path = typer.Option(Path("runs/horizon"), help="output folder (must not exist unless --overwrite)"),  # noqa: B008
-    overwrite: bool = typer.Option(False, help="replace an existing output folder once the new one is complete"),
-    ks: str = typer.Option("", help="horizons to sweep, e.g. 1,2,4,8 (default: every k = 1..L)"),
-    source: str = typer.Option("clean", help="clean: windows of clean outputs; propagated: errors compound"),
-    keep_embedding: bool = typer.Option(False, help="keep the embedding in every truncated stream"),
-    fill: str = typer.Option("zero", help="zero, or mean: out-of-window outputs replaced by their data mean"),
-    enforce_from: int = typer.Option(-1, help="enforce the horizon only at layers >= K for every k (-1: K = k)"),
-    readout_only: bool = typer.Option(False, help="truncate only the residual the final norm reads"),
-    position0: str = typer.Option("patch", help="patch: position 0 is truncated too; keep: left whole"),
-    max_delta_ce: float = typer.Option(0.1, help="k* threshold on |delta CE| (nats)"),
-    max_kl: float = typer.Option(0.1, help="k* threshold on KL(clean || patched)"),
-    text: str = typer.Option("wikipedia", help=TEXT_HELP),
-    n: int = typer.Option(64, help="number of sequences"),
-    seq_len: int = typer.Option(128, help="tokens per sequence"),
-    batch_size: int = typer.Option(8),
-    seed: int = typer.Option(0, help="seed of the document selection"),
-    fit_range: str = typer.Option("0.2,0.8", help="fraction of layer boundaries the growth fit covers"),
-    n_boot: int = typer.Option(1000, help="bootstrap resamples over sequences"),
-    dtype: str = typer.Option("float32"),
-    device: str = typer.Option("cpu"),
-) -> None:
-    """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
-    from .depth.horizon import HorizonVariant
-    from .report.depth import run_horizon
-
-    try:
-        variant = HorizonVariant(
-            source=source,
-            keep_embedding=keep_embedding,
-            fill=fill,
-            enforce_from=None if enforce_from < 0 else enforce_from,
-            readout_only=readout_only,
-            position0=position0,
-        )
-        k_list = [int(k) for k in ks.split(",")] if ks else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    run = _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device)
-    thresholds = {"delta_ce": max_delta_ce, "kl": max_kl}
-    _run_depth(run_horizon, "effective layer horizon", run, ks=k_list, variant=variant, thresholds=thresholds)
-
+__all__ = ["app", "cli_depth", "cli_steering"]
 
 if __name__ == "__main__":
     app()

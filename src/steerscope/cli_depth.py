@@ -1,0 +1,121 @@
+"""CLI: `steerscope norms` and `steerscope horizon`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .cli import MODEL_HELP, app, console
+
+
+def _text_spec(text: str, n: int, seq_len: int, batch_size: int, seed: int):
+    from .report.depth import TextSpec
+
+    return TextSpec(source=text, n=n, seq_len=seq_len, batch_size=batch_size, seed=seed)
+
+
+def _fit_range(value: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in value.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected two fractions like 0.2,0.8, got {value!r}") from exc
+    return lo, hi
+
+
+TEXT_HELP = "'wikipedia' (built-in), or a .txt (documents split at blank lines), .jsonl ('text') or .json file"
+
+
+def _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device):
+    from .report.depth import DepthRun
+
+    return DepthRun(
+        models=models or ["default"],
+        out=out,
+        text=_text_spec(text, n, seq_len, batch_size, seed),
+        fit_range=_fit_range(fit_range),
+        n_boot=n_boot,
+        overwrite=overwrite,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def _run_depth(fn, title: str, *args, **kwargs) -> None:
+    from .core.models import ModelLoadError
+    from .report.depth import print_summary
+
+    try:
+        folder, rows = fn(*args, console=console, **kwargs)
+    except (FileExistsError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    print_summary(rows, console, title)
+    console.print(f"results: {folder}  (open {folder / 'index.html'})")
+
+
+@app.command()
+def norms(
+    models: list[str] = typer.Argument(None, help=MODEL_HELP + "; several allowed"),  # noqa: B008
+    out: Path = typer.Option(Path("runs/norms"), help="output folder (must not exist unless --overwrite)"),  # noqa: B008
+    overwrite: bool = typer.Option(False, help="replace an existing output folder once the new one is complete"),
+    text: str = typer.Option("wikipedia", help=TEXT_HELP),
+    n: int = typer.Option(64, help="number of sequences"),
+    seq_len: int = typer.Option(128, help="tokens per sequence"),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0, help="seed of the document selection"),
+    fit_range: str = typer.Option("0.2,0.8", help="fraction of layer boundaries the growth fit covers"),
+    n_boot: int = typer.Option(1000, help="bootstrap resamples over sequences"),
+    dtype: str = typer.Option("float32"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate."""
+    from .report.depth import run_norms
+
+    run = _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device)
+    _run_depth(run_norms, "residual norm growth", run)
+
+
+@app.command()
+def horizon(
+    models: list[str] = typer.Argument(None, help=MODEL_HELP + "; several allowed"),  # noqa: B008
+    out: Path = typer.Option(Path("runs/horizon"), help="output folder (must not exist unless --overwrite)"),  # noqa: B008
+    overwrite: bool = typer.Option(False, help="replace an existing output folder once the new one is complete"),
+    ks: str = typer.Option("", help="horizons to sweep, e.g. 1,2,4,8 (default: every k = 1..L)"),
+    source: str = typer.Option("clean", help="clean: windows of clean outputs; propagated: errors compound"),
+    keep_embedding: bool = typer.Option(False, help="keep the embedding in every truncated stream"),
+    fill: str = typer.Option("zero", help="zero, or mean: out-of-window outputs replaced by their data mean"),
+    enforce_from: int = typer.Option(-1, help="enforce the horizon only at layers >= K for every k (-1: K = k)"),
+    readout_only: bool = typer.Option(False, help="truncate only the residual the final norm reads"),
+    position0: str = typer.Option("patch", help="patch: position 0 is truncated too; keep: left whole"),
+    max_delta_ce: float = typer.Option(0.1, help="k* threshold on |delta CE| (nats)"),
+    max_kl: float = typer.Option(0.1, help="k* threshold on KL(clean || patched)"),
+    text: str = typer.Option("wikipedia", help=TEXT_HELP),
+    n: int = typer.Option(64, help="number of sequences"),
+    seq_len: int = typer.Option(128, help="tokens per sequence"),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0, help="seed of the document selection"),
+    fit_range: str = typer.Option("0.2,0.8", help="fraction of layer boundaries the growth fit covers"),
+    n_boot: int = typer.Option(1000, help="bootstrap resamples over sequences"),
+    dtype: str = typer.Option("float32"),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
+    from .depth.horizon import HorizonVariant
+    from .report.depth import run_horizon
+
+    try:
+        variant = HorizonVariant(
+            source=source,
+            keep_embedding=keep_embedding,
+            fill=fill,
+            enforce_from=None if enforce_from < 0 else enforce_from,
+            readout_only=readout_only,
+            position0=position0,
+        )
+        k_list = [int(k) for k in ks.split(",")] if ks else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    run = _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device)
+    thresholds = {"delta_ce": max_delta_ce, "kl": max_kl}
+    _run_depth(run_horizon, "effective layer horizon", run, ks=k_list, variant=variant, thresholds=thresholds)
