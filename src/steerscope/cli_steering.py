@@ -135,3 +135,59 @@ def inspect(path: Path = typer.Argument(..., help="steering-vector file")) -> No
     except VectorFileError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+pairs_app = typer.Typer(help="Contrast pairs.", no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
+
+
+@pairs_app.command("generate")
+def pairs_generate(
+    concept: str = typer.Option(..., help="what the positive side shows, e.g. 'happiness' or 'formal language'"),
+    n: int = typer.Option(256, help="number of pairs wanted"),
+    out: Path = typer.Option(Path("pairs.jsonl"), help="jsonl file to write"),  # noqa: B008
+    writer: str = typer.Option("local", help="local (a model loaded here) or endpoint (OpenAI-compatible)"),
+    model: str = typer.Option("default", help="the local writer's model: " + MODEL_HELP),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(8),
+    max_requests: int = typer.Option(0, help="give up after this many requests (0: 10 x n)"),
+    overwrite: bool = typer.Option(False),
+) -> None:
+    """Write validated, de-duplicated contrast pairs for a concept with a language model."""
+    import json
+
+    from rich.progress import Progress
+
+    from .core.io import atomic_write_text
+    from .steering.synth import EndpointWriter, LocalWriter, generate_pairs
+
+    if out.exists() and not overwrite:
+        console.print(f"[red]error:[/red] {out} exists; pass --overwrite or choose another file")
+        raise typer.Exit(2)
+    try:
+        write = EndpointWriter.from_env() if writer == "endpoint" else LocalWriter(_load(model, "float32", "cpu"))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if writer not in ("local", "endpoint"):
+        raise typer.BadParameter(f"writer must be local or endpoint, got {writer!r}")
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"pairs for {concept!r}", total=n)
+        pairs, requests = generate_pairs(
+            write,
+            concept,
+            n,
+            seed,
+            batch_size,
+            max_requests or None,
+            on_batch=lambda got, _: progress.update(task, completed=got),
+        )
+    rows = [{"positive": p.positive, "negative": p.negative, "concept": concept} for p in pairs]
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    console.print(f"wrote {len(pairs)} pairs to {out} ({requests} requests)")
+    if len(pairs) < n:
+        console.print(
+            f"[yellow]only {len(pairs)} of {n} replies passed validation; raise --max-requests or use a "
+            "stronger writer (--writer endpoint)[/yellow]"
+        )
+        raise typer.Exit(1)

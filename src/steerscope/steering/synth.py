@@ -1,0 +1,177 @@
+"""Synthetic contrast pairs written by a language model: a local one (default) or an OpenAI-compatible
+endpoint (URL, key and model name from the environment).
+
+Each request asks for one sentence that shows the concept and the same sentence rewritten without it,
+on a topic drawn (seeded) from a fixed list so the pairs vary. Replies are parsed, validated and
+de-duplicated; nothing that fails validation is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .pairs import ContrastPair
+
+TOPICS = [
+    "food",
+    "travel",
+    "work",
+    "the weather",
+    "sports",
+    "family",
+    "school",
+    "shopping",
+    "music",
+    "a city",
+    "a holiday",
+    "technology",
+    "a pet",
+    "a book",
+    "a film",
+    "the news",
+    "health",
+    "a neighbour",
+    "a garden",
+    "a journey by train",
+    "a restaurant",
+    "a birthday",
+    "money",
+    "the morning",
+    "a hobby",
+    "a friend",
+]
+
+PROMPT = (
+    "Write two short sentences about {topic} that differ only in {concept}. The first sentence must clearly "
+    "express {concept}. The second must be the same sentence rewritten so that it expresses the opposite.\n"
+    "Reply in exactly this format and nothing else:\nPOSITIVE: <first sentence>\nNEGATIVE: <second sentence>"
+)
+
+ENV_URL, ENV_KEY, ENV_MODEL = "STEERSCOPE_LLM_URL", "STEERSCOPE_LLM_KEY", "STEERSCOPE_LLM_MODEL"
+_LINE = re.compile(r"^\s*\**\s*(POSITIVE|NEGATIVE)\s*\**\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_pair(reply: str, min_chars: int = 8, max_chars: int = 300) -> ContrastPair | None:
+    """The pair in a reply, or None if it is missing or fails validation."""
+    found = {m.group(1).upper(): m.group(2).strip().strip('"') for m in _LINE.finditer(reply)}
+    pos, neg = found.get("POSITIVE"), found.get("NEGATIVE")
+    if not pos or not neg:
+        return None
+    if not all(min_chars <= len(t) <= max_chars for t in (pos, neg)):
+        return None
+    if _norm(pos) == _norm(neg) or any(w in t.upper() for t in (pos, neg) for w in ("POSITIVE:", "NEGATIVE:", "<")):
+        return None
+    return ContrastPair(pos, neg)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+@dataclass
+class LocalWriter:
+    """Writes replies with a local causal LM (its chat template when it has one)."""
+
+    lm: object
+    temperature: float = 0.8
+    max_new_tokens: int = 80
+
+    def __call__(self, prompts: list[str], seed: int) -> list[str]:
+        from ..core.generate import generate_text
+
+        tok = self.lm.tokenizer
+        if getattr(tok, "chat_template", None):
+            texts = [
+                tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                for p in prompts
+            ]
+        else:
+            texts = prompts
+        return generate_text(
+            self.lm, texts, self.max_new_tokens, do_sample=True, temperature=self.temperature, seed=seed
+        )
+
+
+@dataclass
+class EndpointWriter:
+    """Writes replies through an OpenAI-compatible /chat/completions endpoint."""
+
+    url: str
+    key: str
+    model: str
+    temperature: float = 0.8
+    timeout: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> EndpointWriter:
+        url, key, model = os.environ.get(ENV_URL), os.environ.get(ENV_KEY), os.environ.get(ENV_MODEL)
+        if not url or not model:
+            raise ValueError(
+                f"the endpoint writer needs {ENV_URL} (e.g. https://api.openai.com/v1) and {ENV_MODEL} in the "
+                f"environment, and {ENV_KEY} if the endpoint wants a key"
+            )
+        return cls(url=url.rstrip("/"), key=key or "", model=model)
+
+    def __call__(self, prompts: list[str], seed: int) -> list[str]:
+        return [self._one(p, seed + i) for i, p in enumerate(prompts)]
+
+    def _one(self, prompt: str, seed: int) -> str:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": self.temperature,
+            "seed": seed,
+        }
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        request = urllib.request.Request(f"{self.url}/chat/completions", json.dumps(body).encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = json.loads(response.read())
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise ConnectionError(f"the endpoint {self.url} did not answer: {exc}") from exc
+        try:
+            return payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f"unexpected reply from {self.url}: {str(payload)[:200]}") from exc
+
+
+def generate_pairs(
+    writer: Callable[[list[str], int], list[str]],
+    concept: str,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 8,
+    max_requests: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[list[ContrastPair], int]:
+    """Up to n validated, de-duplicated pairs; returns them and the number of requests made."""
+    if not concept.strip():
+        raise ValueError("the concept must be a non-empty description, e.g. 'happiness' or 'formal language'")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = random.Random(seed)
+    max_requests = max_requests or 10 * n
+    pairs: list[ContrastPair] = []
+    seen: set[tuple[str, str]] = set()
+    requests = 0
+    while len(pairs) < n and requests < max_requests:
+        prompts = [PROMPT.format(topic=rng.choice(TOPICS), concept=concept) for _ in range(batch_size)]
+        for reply in writer(prompts, seed + requests):
+            pair = parse_pair(reply)
+            key = pair and (_norm(pair.positive), _norm(pair.negative))
+            if pair and key not in seen and len(pairs) < n:
+                seen.add(key)
+                pairs.append(pair)
+        requests += len(prompts)
+        if on_batch is not None:
+            on_batch(len(pairs), requests)
+    return pairs, requests
