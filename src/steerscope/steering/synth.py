@@ -51,8 +51,12 @@ TOPICS = [
 PROMPT = (
     "Write two short sentences about {topic} that differ only in {concept}. The first sentence must clearly "
     "express {concept}. The second must be the same sentence rewritten so that it expresses the opposite.\n"
-    "Reply in exactly this format and nothing else:\nPOSITIVE: <first sentence>\nNEGATIVE: <second sentence>"
+    "Reply in exactly this format and nothing else:\nPOSITIVE: <first sentence>\nNEGATIVE: <second sentence>\n"
+    "For example, for politeness and the topic a shop:\n"
+    "POSITIVE: {example_positive}\nNEGATIVE: {example_negative}"
 )
+EXAMPLE = ("Could you please help me find the bread, thank you so much.", "Find me the bread, now.")
+PREFILL = "POSITIVE:"
 
 ENV_URL, ENV_KEY, ENV_MODEL = "STEERSCOPE_LLM_URL", "STEERSCOPE_LLM_KEY", "STEERSCOPE_LLM_MODEL"
 _LINE = re.compile(r"^\s*\**\s*(POSITIVE|NEGATIVE)\s*\**\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -60,15 +64,22 @@ _LINE = re.compile(r"^\s*\**\s*(POSITIVE|NEGATIVE)\s*\**\s*:\s*(.+?)\s*$", re.IG
 
 def parse_pair(reply: str, min_chars: int = 8, max_chars: int = 300) -> ContrastPair | None:
     """The pair in a reply, or None if it is missing or fails validation."""
-    found = {m.group(1).upper(): m.group(2).strip().strip('"') for m in _LINE.finditer(reply)}
+    found = {m.group(1).upper(): m.group(2).strip().lstrip("-* ").strip('"') for m in _LINE.finditer(reply)}
     pos, neg = found.get("POSITIVE"), found.get("NEGATIVE")
-    if not pos or not neg:
+    if not pos or not neg or min(len(pos.split()), len(neg.split())) < 3:
         return None
     if not all(min_chars <= len(t) <= max_chars for t in (pos, neg)):
         return None
     if _norm(pos) == _norm(neg) or any(w in t.upper() for t in (pos, neg) for w in ("POSITIVE:", "NEGATIVE:", "<")):
         return None
+    if any(_overlap(t, e) > 0.5 for t in (pos, neg) for e in EXAMPLE):
+        return None  # a copy of the prompt's example, not a new pair
     return ContrastPair(pos, neg)
+
+
+def _overlap(a: str, b: str) -> float:
+    wa, wb = set(_norm(a).split()), set(_norm(b).split())
+    return len(wa & wb) / max(1, len(wa | wb))
 
 
 def _norm(text: str) -> str:
@@ -81,7 +92,7 @@ class LocalWriter:
 
     lm: object
     temperature: float = 0.8
-    max_new_tokens: int = 80
+    max_new_tokens: int = 60
 
     def __call__(self, prompts: list[str], seed: int) -> list[str]:
         from ..core.generate import generate_text
@@ -90,13 +101,15 @@ class LocalWriter:
         if getattr(tok, "chat_template", None):
             texts = [
                 tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                + PREFILL
                 for p in prompts
             ]
         else:
-            texts = prompts
-        return generate_text(
+            texts = [f"{p}\n{PREFILL}" for p in prompts]
+        replies = generate_text(
             self.lm, texts, self.max_new_tokens, do_sample=True, temperature=self.temperature, seed=seed
         )
+        return [PREFILL + r for r in replies]
 
 
 @dataclass
@@ -164,7 +177,12 @@ def generate_pairs(
     seen: set[tuple[str, str]] = set()
     requests = 0
     while len(pairs) < n and requests < max_requests:
-        prompts = [PROMPT.format(topic=rng.choice(TOPICS), concept=concept) for _ in range(batch_size)]
+        prompts = [
+            PROMPT.format(
+                topic=rng.choice(TOPICS), concept=concept, example_positive=EXAMPLE[0], example_negative=EXAMPLE[1]
+            )
+            for _ in range(batch_size)
+        ]
         for reply in writer(prompts, seed + requests):
             pair = parse_pair(reply)
             key = pair and (_norm(pair.positive), _norm(pair.negative))
