@@ -39,9 +39,13 @@ def timed(fn) -> float:
 def alternate(bare, hooked, repeats: int) -> tuple[float, float]:
     bare_t, hooked_t = [], []
     bare(), hooked()  # warm-up
-    for _ in range(repeats):
-        bare_t.append(timed(bare))
-        hooked_t.append(timed(hooked))
+    for i in range(repeats):  # alternate which runs first
+        if i % 2:
+            hooked_t.append(timed(hooked))
+            bare_t.append(timed(bare))
+        else:
+            bare_t.append(timed(bare))
+            hooked_t.append(timed(hooked))
     return statistics.median(bare_t), statistics.median(hooked_t)
 
 

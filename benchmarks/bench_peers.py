@@ -28,9 +28,14 @@ from steerscope.steering.methods import mean_diff, pca
 from steerscope.steering.pairs import load_pairs
 
 PROMPTS = [
-    "The meeting this morning was", "I just got back from the post office and", "The worst part of my day was",
-    "The report on my desk says that", "My car broke down again, so", "At the library this afternoon,",
-    "Nobody showed up to the party, so", "On the way to work I noticed that",
+    "The meeting this morning was",
+    "I just got back from the post office and",
+    "The worst part of my day was",
+    "The report on my desk says that",
+    "My car broke down again, so",
+    "At the library this afternoon,",
+    "Nobody showed up to the party, so",
+    "On the way to work I noticed that",
 ]
 
 
@@ -55,37 +60,60 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--coefficient", type=float, default=4.0)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=8)
     args = parser.parse_args()
 
     lm = load_model("default")
     model, tok = lm.model, lm.tokenizer
     site, block = f"resid_pre.{args.layer}", args.layer - 1
     pairs = load_pairs("sentiment", "train")[: args.pairs]
-    print(f"{lm.name}; {len(pairs)} sentiment pairs; site {site} (= output of block {block}); "
-          f"batch {args.batch_size}; torch threads {torch.get_num_threads()}")
+    print(
+        f"{lm.name}; {len(pairs)} sentiment pairs; site {site} (= output of block {block}); "
+        f"batch {args.batch_size}; torch threads {torch.get_num_threads()}"
+    )
 
     t_ours_md, ours_md = timed(lambda: mean_diff(lm, pairs, [site], batch_size=args.batch_size))
-    t_sv, sv = timed(lambda: train_steering_vector(
-        model, tok, [(p.positive, p.negative) for p in pairs], layers=[block], read_token_index=-1,
-        batch_size=args.batch_size))
+    t_sv, sv = timed(
+        lambda: train_steering_vector(
+            model,
+            tok,
+            [(p.positive, p.negative) for p in pairs],
+            layers=[block],
+            read_token_index=-1,
+            batch_size=args.batch_size,
+        )
+    )
     t_ours_pca, ours_pca = timed(lambda: pca(lm, pairs, [site], batch_size=args.batch_size, scale="unit"))
     dataset = [repeng.DatasetEntry(positive=p.positive, negative=p.negative) for p in pairs]
-    t_rp, rp = timed(lambda: repeng.ControlVector.train(
-        model, tok, dataset, hidden_layers=[block], batch_size=args.batch_size, method="pca_diff"))
+    t_rp, rp = timed(
+        lambda: repeng.ControlVector.train(
+            model, tok, dataset, hidden_layers=[block], batch_size=args.batch_size, method="pca_diff"
+        )
+    )
     print("extraction (256 pairs):")
-    print(f"  mean_diff: steerscope {t_ours_md:.1f}s, steering-vectors {t_sv:.1f}s, "
-          f"speed ratio ours/theirs {t_sv / t_ours_md:.2f}x; cosine {cosine(ours_md.vectors[site], sv.layer_activations[block]):.4f}")
-    print(f"  pca:       steerscope {t_ours_pca:.1f}s, repeng {t_rp:.1f}s, speed ratio ours/theirs {t_rp / t_ours_pca:.2f}x; "
-          f"|cosine| {abs(cosine(ours_pca.vectors[site], rp.directions[block])):.4f}")
+    cos_md = cosine(ours_md.vectors[site], sv.layer_activations[block])
+    cos_pca = abs(cosine(ours_pca.vectors[site], rp.directions[block]))
+    print(
+        f"  mean_diff: steerscope {t_ours_md:.1f}s, steering-vectors {t_sv:.1f}s, "
+        f"speed ratio ours/theirs {t_sv / t_ours_md:.2f}x; cosine {cos_md:.4f}"
+    )
+    print(
+        f"  pca:       steerscope {t_ours_pca:.1f}s, repeng {t_rp:.1f}s, "
+        f"speed ratio ours/theirs {t_rp / t_ours_pca:.2f}x; |cosine| {cos_pca:.4f}"
+    )
 
     batch = lm.tokenize(PROMPTS)
     n_tokens = len(PROMPTS) * args.new_tokens
 
     def gen(m=model):
         with torch.no_grad():
-            m.generate(**batch, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                       pad_token_id=tok.pad_token_id)
+            m.generate(
+                **batch,
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
 
     def ours():
         with ours_md.apply(lm, args.coefficient):
@@ -95,25 +123,39 @@ def main() -> None:
         with sv.apply(model, multiplier=args.coefficient):
             gen()
 
-    runs = {"bare": gen, "steerscope": ours, "steering-vectors": steering_vectors}
-    times: dict[str, list[float]] = {k: [] for k in [*runs, "repeng"]}
+    control = repeng.ControlModel(model, [block])  # wraps block `block` in place, for every run below
+    repeng_vector = rp * float(np.linalg.norm(ours_md.vectors[site].numpy()))
+
+    def repeng_run():
+        control.set_control(repeng_vector, args.coefficient)
+        try:
+            gen(control)
+        finally:
+            control.reset()
+
+    runs = {"bare": gen, "steerscope": ours, "steering-vectors": steering_vectors, "repeng": repeng_run}
+    times: dict[str, list[float]] = {k: [] for k in runs}
     for fn in runs.values():
         fn()  # warm-up
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(timed(fn)[0])
-    control = repeng.ControlModel(model, [block])  # wraps the block in place: measured last
-    control.set_control(rp * float(np.linalg.norm(ours_md.vectors[site].numpy())), args.coefficient)
-    gen(control)
-    for _ in range(args.repeats):
-        times["repeng"].append(timed(lambda: gen(control))[0])
+    order = list(runs)
+    for i in range(args.repeats):
+        for name in order[i % len(order) :] + order[: i % len(order)]:  # rotate so no tool always runs first
+            times[name].append(timed(runs[name])[0])
     control.unwrap()
     tput = {k: n_tokens / statistics.median(v) for k, v in times.items()}
-    print(f"steered generate, batch 8 x {args.new_tokens} new tokens (tokens/s): "
-          + ", ".join(f"{k} {v:.0f}" for k, v in tput.items()))
-    print(f"  steerscope/bare {tput['steerscope'] / tput['bare']:.3f}; "
-          f"steerscope/steering-vectors {tput['steerscope'] / tput['steering-vectors']:.3f}; "
-          f"steerscope/repeng {tput['steerscope'] / tput['repeng']:.3f}")
+    print(
+        f"steered generate, batch 8 x {args.new_tokens} new tokens, median of {args.repeats} (tokens/s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in tput.items())
+    )
+
+    def paired(a: str, b: str) -> float:
+        """Median over rounds of the throughput ratio a/b measured in the same round (cancels drift)."""
+        return statistics.median(tb / ta for ta, tb in zip(times[a], times[b], strict=True))
+
+    print(
+        "  paired throughput ratios: "
+        + "; ".join(f"steerscope/{k} {paired('steerscope', k):.3f}" for k in ("bare", "steering-vectors", "repeng"))
+    )
 
 
 if __name__ == "__main__":
