@@ -3,7 +3,7 @@
 import pytest
 import torch
 from reference import manual_logits, mlp_branch
-from tiny_models import FAMILIES, VOCAB, tiny_model
+from tiny_models import FAMILIES, random_ids, tiny_model
 
 from steerscope import add, capture, edit, mean_activations, project_out, read, replace, residual_write_sites
 from steerscope.core.hooks import run_forward
@@ -17,8 +17,7 @@ def lm(request):
 
 
 def _ids(batch=2, seq=7, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, VOCAB, (batch, seq), generator=g)
+    return random_ids(batch, seq, seed)
 
 
 def _vec(lm, seed=3, scale=1.0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from reference import slow_horizon_logits
-from tiny_models import FAMILIES, VOCAB, tiny_model
+from tiny_models import FAMILIES, random_ids, tiny_model
 
 from steerscope.core.hooks import run_forward
 from steerscope.depth.horizon import (
@@ -32,8 +32,7 @@ VARIANTS = {
 
 
 def _ids(batch=2, seq=6, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, VOCAB, (batch, seq), generator=g)
+    return random_ids(batch, seq, seed)
 
 
 def _fast(lm, ids, k, variant):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from reference import block_kwargs, mlp_branch
-from tiny_models import FAMILIES, VOCAB, tiny_model
+from tiny_models import FAMILIES, random_ids, tiny_model
 
 from steerscope import SiteError, capture, parse_site, read
 from steerscope.core.adapters import get_module
@@ -18,8 +18,7 @@ def lm(request):
 
 
 def _ids(batch=2, seq=7, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, VOCAB, (batch, seq), generator=g)
+    return random_ids(batch, seq, seed)
 
 
 def test_resid_sites_match_hf_hidden_states(lm):

