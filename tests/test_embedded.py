@@ -47,3 +47,20 @@ def test_info_command(lm):
     result = CliRunner().invoke(app, ["info", "default"])
     assert result.exit_code == 0, result.output
     assert "llama" in result.output and "576" in result.output and "resid_pre" in result.output
+
+
+def test_readme_tour_runs(lm, tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    import steerscope
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    tour = readme.split("## Five-minute tour", 1)[1]
+    code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(steerscope, "load_model", lambda spec: lm)  # the module fixture's model, loaded once
+    namespace = {"texts": ["One sentence.", "Another, longer sentence here."]}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "sent.safetensors").is_file()
+    assert namespace["means"]["resid_pre.8"].shape == (576,)
