@@ -210,6 +210,13 @@ def _looks_corrupt(exc: Exception) -> bool:
     )
 
 
+def _in_hf_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds a config for `repo_id` (a cheap look, no loading)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
 def _hub_reachable(timeout: float = 2.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
@@ -250,11 +257,12 @@ def default_gguf_path() -> Path:
 
 def _load_default(dtype, allow_download: bool | None):
     """Full-precision copy from the HF cache or hub if possible, else the packaged GGUF (cached)."""
-    try:
-        model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=True)
-        return model, tok, f"hf-cache:{DEFAULT_HUB_ID}"
-    except (OSError, ModelLoadError):
-        pass
+    if _in_hf_cache(DEFAULT_HUB_ID):
+        try:
+            model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=True)
+            return model, tok, f"hf-cache:{DEFAULT_HUB_ID}"
+        except (OSError, ModelLoadError):
+            pass
     if allow_download or (allow_download is None and _hub_reachable()):
         try:
             model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=False)
