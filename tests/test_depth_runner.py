@@ -100,3 +100,17 @@ def test_norms_cli_and_bad_input(setup):
     assert bad.exit_code == 2 and "fill must be one of" in " ".join(bad.output.split())
     folder, rows = run_norms(DepthRun(models=[str(tmp / "tiny")], out=tmp / "n", text=text, n_boot=20, overwrite=True))
     assert rows[0]["growth_raw"] > 0 and folder == tmp / "n"
+
+
+def test_two_models_get_the_cross_model_table_and_figures(setup):
+    tmp, text = setup
+    save_tiny(tmp / "tiny-gemma", "gemma2")
+    run = DepthRun(models=[str(tmp / "tiny"), str(tmp / "tiny-gemma")], out=tmp / "two", text=text, n_boot=20)
+    folder, rows = run_horizon(run, ks=[1, 2, 3])
+    assert [r["model"].split("/")[-1] for r in rows] == ["tiny", "tiny-gemma"]
+    assert "sandwich" in rows[1]["family"]
+    for name in ("kstar_vs_depth.png", "kstar_vs_growth.png", "summary.csv"):
+        assert (folder / name).is_file(), name
+    parser = _Sections()
+    parser.feed((folder / "index.html").read_text())
+    assert parser.images == 2 + 2 * 2
