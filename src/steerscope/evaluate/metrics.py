@@ -47,7 +47,7 @@ def next_token_metrics(ref: CleanReference, patched_logits: Tensor) -> dict[str,
     if z.shape != ref.probs.shape:
         raise ValueError(f"logit shapes differ: {tuple(ref.probs.shape)} vs {tuple(z.shape)}")
     lse = torch.logsumexp(z, dim=-1)
-    kl = ref.neg_entropy - (torch.linalg.vecdot(ref.probs, z) - lse)
+    kl = (ref.neg_entropy - (torch.linalg.vecdot(ref.probs, z) - lse)).clamp_min(0)  # >= 0; rounding can dip below
     ce_patched = lse - z.gather(-1, ref.target).squeeze(-1)
     ce_clean = -ref.target_logprob
     return {

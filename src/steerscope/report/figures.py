@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -66,6 +67,7 @@ def horizon_figure(summary: dict, title: str, path: Path) -> None:
         if metric != "top1" and (y > 0).all():
             ax.set_yscale("log")
         ax.set_xlabel("horizon k (layers)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(labels[metric], fontsize=10)
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
@@ -74,7 +76,7 @@ def horizon_figure(summary: dict, title: str, path: Path) -> None:
 def scaling_figure(rows: list[dict], x_key: str, x_label: str, path: Path) -> None:
     """k* (both thresholds) against a per-model quantity, one point per model."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for metric, marker in (("k_star_delta_ce", "o"), ("k_star_kl", "s")):
+    for metric, marker in (("k_star_delta_ce", "o"), ("k_star_kl", "x")):
         pts = [(r[x_key], r[metric], r["model"]) for r in rows if r.get(metric) is not None and r.get(x_key)]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, ls="", label=metric.replace("k_star_", "k* by "))
