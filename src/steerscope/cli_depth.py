@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -24,6 +25,19 @@ def _fit_range(value: str) -> tuple[float, float]:
 
 
 TEXT_HELP = "'wikipedia' (built-in), or a .txt (documents split at blank lines), .jsonl ('text') or .json file"
+
+# Options shared by `norms` and `horizon`.
+Models = Annotated[list[str] | None, typer.Argument(help=MODEL_HELP + "; several allowed")]
+Overwrite = Annotated[bool, typer.Option(help="replace an existing output folder once the new one is complete")]
+Text = Annotated[str, typer.Option(help=TEXT_HELP)]
+N = Annotated[int, typer.Option(help="number of sequences")]
+SeqLen = Annotated[int, typer.Option(help="tokens per sequence")]
+BatchSize = Annotated[int, typer.Option(help="sequences per forward pass")]
+Seed = Annotated[int, typer.Option(help="seed of the document selection")]
+FitRange = Annotated[str, typer.Option(help="fraction of layer boundaries the growth fit covers")]
+NBoot = Annotated[int, typer.Option(help="bootstrap resamples over sequences")]
+Dtype = Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")]
+Device = Annotated[str, typer.Option(help="cpu, cuda, ...")]
 
 
 def _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device):
@@ -56,18 +70,18 @@ def _run_depth(fn, title: str, *args, **kwargs) -> None:
 
 @app.command()
 def norms(
-    models: list[str] = typer.Argument(None, help=MODEL_HELP + "; several allowed"),  # noqa: B008
+    models: Models = None,
     out: Path = typer.Option(Path("runs/norms"), help="output folder (must not exist unless --overwrite)"),  # noqa: B008
-    overwrite: bool = typer.Option(False, help="replace an existing output folder once the new one is complete"),
-    text: str = typer.Option("wikipedia", help=TEXT_HELP),
-    n: int = typer.Option(64, help="number of sequences"),
-    seq_len: int = typer.Option(128, help="tokens per sequence"),
-    batch_size: int = typer.Option(8),
-    seed: int = typer.Option(0, help="seed of the document selection"),
-    fit_range: str = typer.Option("0.2,0.8", help="fraction of layer boundaries the growth fit covers"),
-    n_boot: int = typer.Option(1000, help="bootstrap resamples over sequences"),
-    dtype: str = typer.Option("float32"),
-    device: str = typer.Option("cpu"),
+    overwrite: Overwrite = False,
+    text: Text = "wikipedia",
+    n: N = 64,
+    seq_len: SeqLen = 128,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    fit_range: FitRange = "0.2,0.8",
+    n_boot: NBoot = 1000,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
 ) -> None:
     """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate."""
     from .report.depth import run_norms
@@ -78,9 +92,9 @@ def norms(
 
 @app.command()
 def horizon(
-    models: list[str] = typer.Argument(None, help=MODEL_HELP + "; several allowed"),  # noqa: B008
+    models: Models = None,
     out: Path = typer.Option(Path("runs/horizon"), help="output folder (must not exist unless --overwrite)"),  # noqa: B008
-    overwrite: bool = typer.Option(False, help="replace an existing output folder once the new one is complete"),
+    overwrite: Overwrite = False,
     ks: str = typer.Option("", help="horizons to sweep, e.g. 1,2,4,8 (default: every k = 1..L)"),
     source: str = typer.Option("clean", help="clean: windows of clean outputs; propagated: errors compound"),
     keep_embedding: bool = typer.Option(False, help="keep the embedding in every truncated stream"),
@@ -90,15 +104,15 @@ def horizon(
     position0: str = typer.Option("patch", help="patch: position 0 is truncated too; keep: left whole"),
     max_delta_ce: float = typer.Option(0.1, help="k* threshold on |delta CE| (nats)"),
     max_kl: float = typer.Option(0.1, help="k* threshold on KL(clean || patched)"),
-    text: str = typer.Option("wikipedia", help=TEXT_HELP),
-    n: int = typer.Option(64, help="number of sequences"),
-    seq_len: int = typer.Option(128, help="tokens per sequence"),
-    batch_size: int = typer.Option(8),
-    seed: int = typer.Option(0, help="seed of the document selection"),
-    fit_range: str = typer.Option("0.2,0.8", help="fraction of layer boundaries the growth fit covers"),
-    n_boot: int = typer.Option(1000, help="bootstrap resamples over sequences"),
-    dtype: str = typer.Option("float32"),
-    device: str = typer.Option("cpu"),
+    text: Text = "wikipedia",
+    n: N = 64,
+    seq_len: SeqLen = 128,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    fit_range: FitRange = "0.2,0.8",
+    n_boot: NBoot = 1000,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
 ) -> None:
     """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
     from .depth.horizon import HorizonVariant
