@@ -117,7 +117,7 @@ def output_means(lm: LoadedModel, batches: Sequence[Tensor]) -> tuple[Tensor, li
         with torch.no_grad(), read(lm, sites, reduce=reduce):
             run_forward(lm, ids)
         count += ids.shape[0] * (ids.shape[1] - 1)
-    means = [(sums[s] / count).to(lm.dtype) for s in sites]
+    means = [(sums[s] / count).to(device=lm.device, dtype=lm.dtype) for s in sites]
     return means[0], means[1:]
 
 
