@@ -32,6 +32,9 @@ class Adapter:
     mlp_norm: str
     attn_write: str
     mlp_write: str
+    attn_proj: str = ""  # the linear map inside the attention write (for weight orthogonalization)
+    mlp_proj: str = ""  # the linear map inside the MLP write
+    pos_embed: str = ""  # learned absolute position embedding, if any (from the root)
     parallel: bool = False
     sandwich: bool = False
 
@@ -51,6 +54,9 @@ _GPT2 = Adapter(
     mlp_norm="ln_2",
     attn_write="attn",
     mlp_write="mlp",
+    attn_proj="attn.c_proj",
+    mlp_proj="mlp.c_proj",
+    pos_embed="transformer.wpe",
 )
 _NEOX = Adapter(
     family="gpt_neox",
@@ -61,6 +67,8 @@ _NEOX = Adapter(
     mlp_norm="post_attention_layernorm",
     attn_write="post_attention_dropout",
     mlp_write="post_mlp_dropout",
+    attn_proj="attention.dense",
+    mlp_proj="mlp.dense_4h_to_h",
     parallel=True,
 )
 _LLAMA = Adapter(
@@ -72,6 +80,8 @@ _LLAMA = Adapter(
     mlp_norm="post_attention_layernorm",
     attn_write="self_attn",
     mlp_write="mlp",
+    attn_proj="self_attn.o_proj",
+    mlp_proj="mlp.down_proj",
 )
 _GEMMA2 = Adapter(
     family="gemma2",
@@ -82,6 +92,8 @@ _GEMMA2 = Adapter(
     mlp_norm="pre_feedforward_layernorm",
     attn_write="post_attention_layernorm",
     mlp_write="post_feedforward_layernorm",
+    attn_proj="self_attn.o_proj",
+    mlp_proj="mlp.down_proj",
     sandwich=True,
 )
 
