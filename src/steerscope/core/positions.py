@@ -62,7 +62,7 @@ class PositionTracker:
         self.state = PositionState(index=index, is_pad=is_pad, past_len=past, prompt_len=prompt_len)
 
 
-def validate_positions(spec, batch: int | None = None):
+def validate_positions(spec):
     """Check a position spec: one of POSITION_SPECS or a bool mask [B, T] over input columns."""
     if isinstance(spec, str):
         if spec not in POSITION_SPECS:

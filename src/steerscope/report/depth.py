@@ -90,14 +90,13 @@ def _model_info(lm: LoadedModel, spec: str) -> dict:
     }
 
 
-def _norms_for(lm, spec, run: DepthRun, folder: OutputFolder, progress: Progress) -> dict:
+def _norms_for(lm, spec, run: DepthRun, batches, folder: OutputFolder, progress: Progress) -> dict:
     done = folder.path(slug(spec), "norms.json")
     config = {"text": asdict(run.text), "fit_range": list(run.fit_range), "n_boot": run.n_boot}
     if done.is_file():
         saved = json.loads(done.read_text())
         if saved.get("config") == config:
             return saved
-    batches = _batches(lm, run.text)
     task = progress.add_task(f"norms {slug(spec)}", total=2 * len(batches))
     result = measure_norms(lm, batches, run.fit_range, run.n_boot, on_batch=lambda: progress.advance(task))
     result = {**_model_info(lm, spec), "config": config, "seq_len": run.text.seq_len, **result}
@@ -125,7 +124,7 @@ def run_norms(run: DepthRun, console: Console | None = None) -> tuple[Path, list
     rows = []
     with _progress(console) as progress:
         for spec, lm in _each_model(run, console):
-            result = _norms_for(lm, spec, run, folder, progress)
+            result = _norms_for(lm, spec, run, _batches(lm, run.text), folder, progress)
             rows.append(_summary_row(result))
     _write_summary(folder, rows, "norms", run)
     return folder.commit(), rows
@@ -167,9 +166,10 @@ def run_horizon(
     rows = []
     with _progress(console) as progress:
         for spec, lm in _each_model(run, console):
-            norms = _norms_for(lm, spec, run, folder, progress)
+            batches = _batches(lm, run.text)  # tokenized once, for the norms and the sweep
+            norms = _norms_for(lm, spec, run, batches, folder, progress)
             sweep_ks = check_ks(ks, lm.n_layers)
-            per_seq = _sweep(lm, spec, run, sweep_ks, variant, folder, progress)
+            per_seq = _sweep(lm, spec, run, batches, sweep_ks, variant, folder, progress)
             summary = summarize_horizon(sweep_ks, per_seq, thresholds, run.n_boot)
             result = {
                 **_model_info(lm, spec),
@@ -188,14 +188,13 @@ def run_horizon(
     return folder.commit(), rows
 
 
-def _sweep(lm, spec, run: DepthRun, ks, variant, folder: OutputFolder, progress: Progress) -> dict:
+def _sweep(lm, spec, run: DepthRun, batches, ks, variant, folder: OutputFolder, progress: Progress) -> dict:
     """Per-sequence metrics for every k, checkpointed after every batch."""
     ckpt = folder.path(slug(spec), "horizon-checkpoint.json")
     config = {"ks": ks, "variant": variant.to_dict(), "text": asdict(run.text), "version": __version__}
     state = json.loads(ckpt.read_text()) if ckpt.is_file() else {}
     if state.get("config") != config:
         state = {"config": config, "batches": {}}
-    batches = _batches(lm, run.text)
     task = progress.add_task(f"horizon {slug(spec)}", total=len(batches) * len(ks))
     progress.advance(task, len(state["batches"]) * len(ks))
     means = output_means(lm, batches) if variant.fill == "mean" else None
