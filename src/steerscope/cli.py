@@ -94,9 +94,9 @@ def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: s
     console.print(table)
 
 
-from . import cli_depth, cli_orthogonalize, cli_steering  # noqa: E402  (registers their commands)
+from . import cli_depth, cli_orthogonalize, cli_refusal, cli_steering  # noqa: E402  (registers their commands)
 
-__all__ = ["app", "cli_depth", "cli_orthogonalize", "cli_steering"]
+__all__ = ["app", "cli_depth", "cli_orthogonalize", "cli_refusal", "cli_steering"]
 
 if __name__ == "__main__":
     app()

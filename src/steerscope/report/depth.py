@@ -65,7 +65,7 @@ def _batches(lm: LoadedModel, text: TextSpec) -> list[torch.Tensor]:
     return list(ids.split(text.batch_size))
 
 
-def _progress(console: Console) -> Progress:
+def progress_bar(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -78,7 +78,7 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _model_info(lm: LoadedModel, spec: str) -> dict:
+def model_info(lm: LoadedModel, spec: str) -> dict:
     return {
         "model": spec,
         "name": lm.name,
@@ -99,7 +99,7 @@ def _norms_for(lm, spec, run: DepthRun, batches, folder: OutputFolder, progress:
             return saved
     task = progress.add_task(f"norms {slug(spec)}", total=2 * len(batches))
     result = measure_norms(lm, batches, run.fit_range, run.n_boot, on_batch=lambda: progress.advance(task))
-    result = {**_model_info(lm, spec), "config": config, "seq_len": run.text.seq_len, **result}
+    result = {**model_info(lm, spec), "config": config, "seq_len": run.text.seq_len, **result}
     base = folder.path(slug(spec))
     write_csv(base / "norms.csv", result["sites"])
     write_csv(base / "sublayers.csv", result["sublayers"])
@@ -122,7 +122,7 @@ def run_norms(run: DepthRun, console: Console | None = None) -> tuple[Path, list
     console = console or Console()
     folder = OutputFolder(run.out, run.overwrite)
     rows = []
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console):
             result = _norms_for(lm, spec, run, _batches(lm, run.text), folder, progress)
             rows.append(_summary_row(result))
@@ -164,7 +164,7 @@ def run_horizon(
     thresholds = thresholds or {"delta_ce": 0.1, "kl": 0.1}
     folder = OutputFolder(run.out, run.overwrite)
     rows = []
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console):
             batches = _batches(lm, run.text)  # tokenized once, for the norms and the sweep
             norms = _norms_for(lm, spec, run, batches, folder, progress)
@@ -172,7 +172,7 @@ def run_horizon(
             per_seq = _sweep(lm, spec, run, batches, sweep_ks, variant, folder, progress)
             summary = summarize_horizon(sweep_ks, per_seq, thresholds, run.n_boot)
             result = {
-                **_model_info(lm, spec),
+                **model_info(lm, spec),
                 "variant": variant.to_dict(),
                 "variant_text": variant.describe(),
                 "text": asdict(run.text),

@@ -1,0 +1,313 @@
+"""Runner for `steerscope refusal`: find the refusal direction, check ablation and addition, export the model.
+
+Steps (each result lands in `<out>.partial/` and the folder moves into place when complete; candidate
+scores are checkpointed one by one, so an interrupted selection resumes where it stopped):
+1. candidates from the built-in train instructions (minus a validation tail), chat-formatted;
+2. selection on the validation prompts (rule in steerscope.refusal_direction);
+3. greedy completions of the held-out test instructions: harmful without and with inference-time ablation,
+   harmless without and with activation addition (and with ablation, to show harmless prompts still work);
+4. delta CE and KL on the built-in Wikipedia text under ablation and addition;
+5. the direction baked into the weights (steerscope.orthogonalize), exported as a Hugging Face folder,
+   reloaded from disk and measured again (refusal on harmful test prompts, delta CE).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..core.corpus import token_sequences
+from ..core.generate import generate_text
+from ..core.hooks import add, project_out, run_forward
+from ..core.io import OutputFolder, write_csv, write_json
+from ..core.models import LoadedModel, load_model
+from ..evaluate.metrics import clean_reference, next_token_metrics
+from ..evaluate.stats import bootstrap_mean_ci
+from ..orthogonalize import OrthogonalizationError, export, orthogonalize
+from ..refusal import chat_prompts, is_refusal, load_instructions
+from ..refusal_direction import (
+    Candidate,
+    candidate_directions,
+    n_scored,
+    post_instruction_tokens,
+    select_direction,
+    split_validation,
+)
+from ..steering.vector import SteeringVector
+from . import figures, html
+from .depth import model_info, progress_bar
+
+Intervention = Callable[[], AbstractContextManager]
+
+
+@dataclass(frozen=True)
+class RefusalRun:
+    model: str
+    out: Path
+    n_val: int = 32
+    kl_max: float = 0.1
+    max_layer_frac: float = 0.8
+    induce_min: float = 0.0
+    layer_step: int = 1
+    last_positions: int | None = None
+    max_new_tokens: int = 48
+    batch_size: int = 16
+    text_n: int = 32
+    text_len: int = 128
+    export_model: bool = True
+    overwrite: bool = False
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def config(self) -> dict:
+        keep = ("model", "n_val", "kl_max", "max_layer_frac", "induce_min", "layer_step", "last_positions", "dtype")
+        return {k: v for k, v in asdict(self).items() if k in keep} | {"version": __version__}
+
+
+def _candidates(lm: LoadedModel, run: RefusalRun, folder: OutputFolder, progress) -> tuple[torch.Tensor, list, list]:
+    """Candidate directions (cached in the partial folder) and the validation prompts."""
+    harmful_fit, harmful_val = split_validation(chat_prompts(lm, load_instructions("harmful", "train")), run.n_val)
+    harmless_fit, harmless_val = split_validation(chat_prompts(lm, load_instructions("harmless", "train")), run.n_val)
+    path = folder.path("candidates.safetensors")
+    cfg = json.dumps(run.config(), sort_keys=True)
+    if path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            same = (fh.metadata() or {}).get("config") == cfg
+        if same:
+            return load_file(str(path))["directions"], harmful_val, harmless_val
+    n_pos = len(post_instruction_tokens(lm))
+    batches = -(-len(harmful_fit) // run.batch_size) + -(-len(harmless_fit) // run.batch_size)
+    task = progress.add_task("candidate directions", total=batches)
+    directions = candidate_directions(
+        lm, harmful_fit, harmless_fit, n_pos, run.batch_size, on_batch=lambda: progress.advance(task)
+    )
+    save_file({"directions": directions.contiguous()}, str(path), metadata={"config": cfg})
+    return directions, harmful_val, harmless_val
+
+
+def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: OutputFolder, progress):
+    ckpt = folder.path("selection-checkpoint.json")
+    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {}
+    if state.get("config") != run.config():
+        state = {"config": run.config(), "scored": []}
+    scored = {(c["position"], c["layer"]): Candidate(**c) for c in state["scored"]}
+    total = n_scored(directions.shape[0], lm.n_layers, run.max_layer_frac, run.layer_step, run.last_positions)
+    task = progress.add_task("scoring candidates", total=total, completed=len(scored))
+
+    def checkpoint(c: Candidate) -> None:
+        state["scored"].append(asdict(c))
+        write_json(ckpt, state)
+        progress.advance(task)
+
+    return select_direction(
+        lm,
+        directions,
+        harmful_val,
+        harmless_val,
+        run.kl_max,
+        run.max_layer_frac,
+        run.induce_min,
+        run.layer_step,
+        run.last_positions,
+        run.batch_size,
+        checkpoint,
+        scored,
+    )
+
+
+def _rate(completions: list[str]) -> dict:
+    flags = np.asarray([is_refusal(c) for c in completions], dtype=float)
+    lo, hi = bootstrap_mean_ci(flags)
+    return {"refusal_rate": float(flags.mean()), "ci": [lo, hi], "n": len(flags)}
+
+
+def _complete(lm, prompts, run: RefusalRun, intervention: Intervention = nullcontext) -> list[str]:
+    out = []
+    for start in range(0, len(prompts), run.batch_size):
+        with intervention():
+            out += generate_text(lm, prompts[start : start + run.batch_size], max_new_tokens=run.max_new_tokens)
+    return out
+
+
+def _text_effects(clean: list, batches: list, lm: LoadedModel, intervention: Intervention = nullcontext) -> dict:
+    """Delta CE and KL against clean logits on the Wikipedia batches, with bootstrap intervals."""
+    per_seq: dict[str, list] = {"delta_ce": [], "kl": []}
+    for ref, ids in zip(clean, batches, strict=True):
+        with torch.no_grad(), intervention():
+            logits = run_forward(lm, ids.to(lm.device)).logits
+        metrics = next_token_metrics(ref, logits)
+        for key in per_seq:
+            per_seq[key] += metrics[key].tolist()
+    return {k: {"mean": float(np.mean(v)), "ci": list(bootstrap_mean_ci(np.asarray(v)))} for k, v in per_seq.items()}
+
+
+def _clean_refs(lm: LoadedModel, batches: list) -> list:
+    refs = []
+    for ids in batches:
+        with torch.no_grad():
+            refs.append(clean_reference(run_forward(lm, ids.to(lm.device)).logits, ids.to(lm.device)))
+    return refs
+
+
+def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, dict]:
+    """The whole study for one model; returns the result folder and the summary."""
+    console = console or Console()
+    folder = OutputFolder(run.out, run.overwrite)
+    lm = load_model(run.model, dtype=run.dtype, device=run.device)
+    info = model_info(lm, run.model)  # before the export edits the weights (and the fingerprint)
+    console.print(f"[bold]{run.model}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
+    harmful_test = chat_prompts(lm, load_instructions("harmful", "test"))
+    harmless_test = chat_prompts(lm, load_instructions("harmless", "test"))
+    with progress_bar(console) as progress:
+        directions, harmful_val, harmless_val = _candidates(lm, run, folder, progress)
+        selection = _select(lm, run, directions, harmful_val, harmless_val, folder, progress)
+        rows = [asdict(c) for c in selection.candidates]
+        write_csv(folder.path("candidates.csv"), rows)
+        figures.refusal_selection_figure(
+            rows, selection.baseline, f"{lm.name}: refusal-direction candidates", folder.path("candidates.png")
+        )
+        chosen = selection.chosen
+        if chosen is None:
+            raise RuntimeError(
+                f"no candidate passed the selection filters (KL < {run.kl_max:g}, addition induces refusal, layer < "
+                f"{run.max_layer_frac:g} L); see {folder.path('candidates.csv')} and relax --kl-max or "
+                "--max-layer-frac if that is what you want"
+            )
+        site = f"resid_pre.{chosen.layer}"
+        r = directions[chosen.position + directions.shape[0], chosen.layer].float()
+        vector = SteeringVector(
+            {site: r},
+            {
+                "method": "refusal_diff_in_means",
+                "model": lm.name,
+                "fingerprint": lm.fingerprint(),
+                "d_model": lm.d_model,
+                "dataset": "steerscope built-in instructions (harmful minus harmless, train split)",
+                "options": {"position": chosen.position, "layer": chosen.layer, **selection.rule},
+            },
+        )
+        vector.save(folder.path("direction.safetensors"))
+
+        def ablate():
+            return project_out(lm, r)
+
+        def induce():
+            return add(lm, {site: r})
+
+        task = progress.add_task("completions", total=5)
+        completions = {}
+        for name, prompts, intervention in (
+            ("harmful", harmful_test, nullcontext),
+            ("harmful_ablated", harmful_test, ablate),
+            ("harmless", harmless_test, nullcontext),
+            ("harmless_added", harmless_test, induce),
+            ("harmless_ablated", harmless_test, ablate),
+        ):
+            completions[name] = _complete(lm, prompts, run, intervention)
+            progress.advance(task)
+        batches = list(token_sequences(lm.tokenizer, "wikipedia", run.text_n, run.text_len).split(run.batch_size))
+        clean = _clean_refs(lm, batches)
+        text = {
+            "ablation": _text_effects(clean, batches, lm, ablate),
+            "addition": _text_effects(clean, batches, lm, induce),
+        }
+        exported = _export_and_measure(
+            lm, r, run, folder, harmful_test, harmless_test, clean, batches, completions, text, console
+        )
+    summary = {
+        **info,
+        "steerscope": __version__,
+        "config": asdict(run) | {"out": str(run.out)},
+        "chosen": asdict(chosen),
+        "selection": {"baseline": selection.baseline, **selection.rule},
+        "refusal": {name: _rate(c) for name, c in completions.items()},
+        "text": text,
+        "export": exported,
+        "generation": f"greedy, {run.max_new_tokens} new tokens, chat template",
+    }
+    write_json(folder.path("summary.json"), summary)
+    with folder.path("completions.jsonl").open("w", encoding="utf-8") as fh:
+        for name, outs in completions.items():
+            prompts = harmful_test if name.startswith("harmful") else harmless_test
+            for prompt, out in zip(prompts, outs, strict=True):
+                fh.write(
+                    json.dumps({"condition": name, "prompt": prompt, "completion": out, "refusal": is_refusal(out)})
+                    + "\n"
+                )
+    _write_page(folder, summary, completions, harmful_test, harmless_test)
+    return folder.commit(), summary
+
+
+def _export_and_measure(lm, r, run, folder, harmful_test, harmless_test, clean, batches, completions, text, console):
+    if not run.export_model:
+        return {"done": False, "reason": "not asked (--no-export)"}
+    try:
+        record = orthogonalize(lm, r)
+    except OrthogonalizationError as exc:
+        console.print(f"[yellow]export skipped:[/yellow] {exc}")
+        return {"done": False, "reason": str(exc)}
+    path = export(lm, folder.path("model"), record, overwrite=True)
+    gc.collect()
+    edited = load_model(str(path), dtype=run.dtype, device=run.device)
+    completions["harmful_exported"] = _complete(edited, harmful_test, run)
+    completions["harmless_exported"] = _complete(edited, harmless_test, run)
+    text["exported"] = _text_effects(clean, batches, edited)
+    return {"done": True, "folder": "model", **record}
+
+
+def _write_page(folder: OutputFolder, summary: dict, completions: dict, harmful_test, harmless_test) -> None:
+    rows = [{"condition": name, **{k: v for k, v in rate.items()}} for name, rate in summary["refusal"].items()]
+    text_rows = [
+        {
+            "intervention": k,
+            "delta_ce": v["delta_ce"]["mean"],
+            "delta_ce_ci": v["delta_ce"]["ci"],
+            "kl": v["kl"]["mean"],
+            "kl_ci": v["kl"]["ci"],
+        }
+        for k, v in summary["text"].items()
+    ]
+    examples = []
+    for name in completions:
+        prompts = harmful_test if name.startswith("harmful") else harmless_test
+        examples.append({"condition": name, "prompt": prompts[0][-80:], "completion": completions[name][0][:160]})
+    c = summary["chosen"]
+    sections = [
+        (
+            "Chosen direction",
+            f"<p>resid_pre.{c['layer']} at post-instruction position {c['position']} "
+            f"(norm {c['norm']:.3g}); bypass score {c['bypass']:.3g}, induce score {c['induce']:.3g}, "
+            f"KL {c['kl']:.3g}. Rule: {html.fmt(summary['selection'])}</p>",
+        ),
+        ("Refusal rate (held-out test instructions)", html.table(rows)),
+        ("Side effects on Wikipedia text", html.table(text_rows)),
+        ("Candidates", html.image(folder.path("candidates.png"), "candidate scores")),
+        ("First completion per condition", html.table(examples)),
+    ]
+    folder.path("index.html").write_text(html.page("steerscope refusal direction", sections), encoding="utf-8")
+
+
+def print_refusal_summary(summary: dict, console: Console) -> None:
+    table = Table(title=f"{summary['name']}: refusal on held-out instructions")
+    for col in ("condition", "refusal rate", "95% CI", "n"):
+        table.add_column(col)
+    for name, rate in summary["refusal"].items():
+        table.add_row(name, f"{rate['refusal_rate']:.3f}", html.fmt(rate["ci"]), str(rate["n"]))
+    console.print(table)
+    for name, eff in summary["text"].items():
+        console.print(
+            f"  {name}: delta CE {eff['delta_ce']['mean']:+.4f} nats, KL {eff['kl']['mean']:.4f} on Wikipedia"
+        )
