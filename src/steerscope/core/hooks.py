@@ -2,6 +2,10 @@
 
 Every primitive is a context manager; its hooks are removed on exit, also after an exception.
 Hooks are forward hooks and pre-hooks on the modules the adapter names; no module is wrapped.
+
+Every primitive also takes a plain torch module instead of a LoadedModel; its sites are then module
+paths (`embedder.block2.res1`, or `...:in` for the input). A vector there has the activation's shape
+without the batch axis (e.g. [C, H, W]) or, for a conv map, one value per channel [C].
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from torch import Tensor, nn
 from .adapters import get_module
 from .models import LoadedModel
 from .positions import PositionState, PositionTracker, position_weights, validate_positions
-from .sites import Site, parse_site
+from .sites import Site, parse_module_site, parse_site
 
 Edit = Callable[[Tensor], Tensor]
 SiteSpec = str | Site
+Model = LoadedModel | nn.Module  # a language model with an adapter, or any torch module (module-path sites)
 
 
 class _StopForward(Exception):
@@ -28,18 +33,27 @@ class _StopForward(Exception):
 # --- locating sites ------------------------------------------------------------------------------
 
 
-def resolve_sites(lm: LoadedModel, sites: SiteSpec | Iterable[SiteSpec]) -> list[Site]:
-    """Parse site names, check them against the model, return them in forward order."""
+def _parse(lm: Model, name: SiteSpec) -> Site:
+    if isinstance(lm, LoadedModel):
+        return parse_site(name, lm.n_layers, lm.adapter.parallel)
+    return parse_module_site(lm, name)
+
+
+def resolve_sites(lm: Model, sites: SiteSpec | Iterable[SiteSpec]) -> list[Site]:
+    """Parse site names, check them against the model, return them in forward order (module sites: as given)."""
     if isinstance(sites, str | Site):
         sites = [sites]
-    parsed = [parse_site(s, lm.n_layers, lm.adapter.parallel) for s in sites]
+    parsed = [_parse(lm, s) for s in sites]
     if not parsed:
         raise ValueError("no sites given; name at least one, e.g. 'resid_pre.3'")
     return sorted(dict.fromkeys(parsed), key=lambda s: s.order)
 
 
-def _locate(lm: LoadedModel, site: Site) -> tuple[nn.Module, str]:
+def _locate(lm: Model, site: Site) -> tuple[nn.Module, str]:
     """The module and phase ('pre' reads its input, 'post' its output) that hold a site."""
+    if site.kind == "module":
+        path, _, phase = site.path.partition(":")
+        return get_module(lm, path), "pre" if phase else "post"
     a = lm.adapter
     if site.kind == "embed":
         return lm.blocks[0], "pre"
@@ -93,7 +107,7 @@ def _register_edit(module: nn.Module, phase: str, fn: Edit):
     return module.register_forward_hook(post_hook)
 
 
-def _register_stream_edit(lm: LoadedModel, site: Site, fn: Edit) -> list:
+def _register_stream_edit(lm: Model, site: Site, fn: Edit) -> list:
     """Edit the residual stream at a site (for resid_mid: through the attention write)."""
     if site.kind != "resid_mid":
         return [_register_edit(*_locate(lm, site), fn)]
@@ -146,7 +160,7 @@ class ActivationCache(dict):
 
 @contextmanager
 def read(
-    lm: LoadedModel,
+    lm: Model,
     sites: SiteSpec | Iterable[SiteSpec],
     reduce: Callable[[str, Tensor], None] | None = None,
     stop_after_deepest: bool = False,
@@ -154,22 +168,24 @@ def read(
     """Record activations at sites during any forward calls inside the block.
 
     With `reduce(site_name, activation)`, activations are handed over instead of kept.
-    With `stop_after_deepest`, the forward pass is cut after the deepest site (the model call
-    then returns nothing; the exception is absorbed when the block exits).
+    With `stop_after_deepest`, the forward pass is cut once every site has been read (the model
+    call then returns nothing; the exception is absorbed when the block exits).
     """
     parsed = resolve_sites(lm, sites)
     cache = ActivationCache()
-    deepest = parsed[-1]
+    unread = {str(s) for s in parsed}
 
     def reader(site: Site) -> Callable[[Tensor], None]:
         name = str(site)
         sink = (lambda t: reduce(name, t)) if reduce is not None else (lambda t: cache._record(name, t))
-        if not (stop_after_deepest and site == deepest):
+        if not stop_after_deepest:
             return sink
 
         def sink_and_stop(t: Tensor) -> None:
             sink(t)
-            raise _StopForward
+            unread.discard(name)
+            if not unread:
+                raise _StopForward
 
         return sink_and_stop
 
@@ -185,11 +201,14 @@ def read(
 
 
 def capture(
-    lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor, sites: SiteSpec | Iterable[SiteSpec]
+    lm: Model, inputs: Mapping[str, Tensor] | Tensor, sites: SiteSpec | Iterable[SiteSpec]
 ) -> dict[str, Tensor]:
-    """One forward pass that returns the activations at `sites` and stops after the deepest one."""
+    """One forward pass that returns the activations at `sites` and stops after the deepest one.
+
+    A plain torch module is called as `module(inputs)`.
+    """
     with torch.no_grad(), read(lm, sites, stop_after_deepest=True) as cache:
-        run_forward(lm, inputs)
+        run_forward(lm, inputs) if isinstance(lm, LoadedModel) else lm(inputs)
     return dict(cache)
 
 
@@ -263,7 +282,7 @@ def mean_activations(
 # --- edits ---------------------------------------------------------------------------------------
 
 
-def _as_vector(lm: LoadedModel, site: Site, value, allow_positionwise: bool) -> Tensor:
+def _as_vector(lm: Model, site: Site, value, allow_positionwise: bool) -> Tensor:
     if not isinstance(value, Tensor):
         try:
             value = torch.as_tensor(value)
@@ -271,6 +290,9 @@ def _as_vector(lm: LoadedModel, site: Site, value, allow_positionwise: bool) -> 
             raise TypeError(f"vector for {site} must be a tensor, got {type(value).__name__}") from exc
     if not value.is_floating_point():
         raise TypeError(f"vector for {site} must have a floating dtype, got {value.dtype}")
+    if not isinstance(lm, LoadedModel):  # shape is checked against the activation when it arrives
+        ref = next(lm.parameters(), None)
+        return value if ref is None else value.to(device=ref.device, dtype=ref.dtype)
     d = lm.d_model
     ok = (value.dim() == 1 and value.shape[0] == d) or (
         allow_positionwise and value.dim() == 2 and value.shape[1] == d and value.shape[0] > 0
@@ -281,13 +303,13 @@ def _as_vector(lm: LoadedModel, site: Site, value, allow_positionwise: bool) -> 
     return value.to(device=lm.device, dtype=lm.dtype)
 
 
-def _parse_mapping(lm: LoadedModel, mapping: Mapping) -> list[tuple[Site, object]]:
+def _parse_mapping(lm: Model, mapping: Mapping) -> list[tuple[Site, object]]:
     """(site, value) pairs of a site-keyed mapping, validated, in forward order."""
     if not mapping:
         raise ValueError("nothing given; pass {site: value}, e.g. {'resid_pre.3': vector}")
     pairs: dict[Site, object] = {}
     for key, value in mapping.items():
-        site = parse_site(key, lm.n_layers, lm.adapter.parallel)
+        site = _parse(lm, key)
         if site in pairs:
             raise ValueError(f"site {site} is given twice")
         pairs[site] = value
@@ -295,7 +317,7 @@ def _parse_mapping(lm: LoadedModel, mapping: Mapping) -> list[tuple[Site, object
 
 
 @contextmanager
-def edit(lm: LoadedModel, edits: Mapping[SiteSpec, Edit]) -> Iterator[None]:
+def edit(lm: Model, edits: Mapping[SiteSpec, Edit]) -> Iterator[None]:
     """Apply `fn(activation) -> new activation` at each site during forward calls in the block."""
     pairs = _parse_mapping(lm, edits)
 
@@ -309,7 +331,7 @@ def edit(lm: LoadedModel, edits: Mapping[SiteSpec, Edit]) -> Iterator[None]:
 
 @contextmanager
 def add(
-    lm: LoadedModel,
+    lm: Model,
     vectors: Mapping[SiteSpec, Tensor],
     coefficient: float = 1.0,
     positions: str | Tensor = "all",
@@ -319,8 +341,11 @@ def add(
     positions: "all", "prompt", "front" (ActAdd: vector row i at the i-th real prompt token;
     vector shape [T, d]), "last_prompt", "generated", or a bool mask [batch, seq] over input
     columns. Right under left padding and KV-cached generation. Two additions at a site add up.
+    On a plain torch module only "all" applies (every forward call, every spatial position).
     """
     positions = validate_positions(positions)
+    if not isinstance(lm, LoadedModel) and not (isinstance(positions, str) and positions == "all"):
+        raise ValueError("token positions need a language model; on a plain torch module use positions='all'")
     pairs = _parse_mapping(lm, vectors)
     front = isinstance(positions, str) and positions == "front"
     sites = [s for s, _ in pairs]
@@ -339,7 +364,7 @@ def add(
 
 def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:
     if tracker is None:
-        return lambda h: h + vec
+        return lambda h: h + _broadcast(vec, h)
 
     def add_at_positions(h: Tensor) -> Tensor:
         state: PositionState = tracker.require()
@@ -357,8 +382,20 @@ def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:
     return add_at_positions
 
 
+def _broadcast(vec: Tensor, h: Tensor) -> Tensor:
+    """`vec` shaped to add to `h` [B, ...]: trailing axes as they are, or a channel vector [C] over [B, C, ...]."""
+    if vec.shape == h.shape[h.dim() - vec.dim() :]:
+        return vec
+    if vec.dim() == 1 and h.dim() > 2 and h.shape[1] == vec.shape[0]:
+        return vec.view(-1, *([1] * (h.dim() - 2)))
+    raise ValueError(
+        f"a vector of shape {tuple(vec.shape)} does not fit an activation of shape {tuple(h.shape)}; give the "
+        f"activation's shape without the batch axis {tuple(h.shape[1:])} or one value per channel [{h.shape[1]}]"
+    )
+
+
 @contextmanager
-def replace(lm: LoadedModel, values: Mapping[SiteSpec, Tensor | Edit]) -> Iterator[None]:
+def replace(lm: Model, values: Mapping[SiteSpec, Tensor | Edit]) -> Iterator[None]:
     """Replace the activation at each site by a tensor of the same shape, or by `fn(activation)`.
 
     At `attn_in.{l}` / `mlp_in.{l}` only that sublayer's input changes; the stream does not.
@@ -390,22 +427,27 @@ def residual_write_sites(lm: LoadedModel) -> list[str]:
 
 
 @contextmanager
-def project_out(
-    lm: LoadedModel, direction: Tensor, sites: SiteSpec | Iterable[SiteSpec] | None = None
-) -> Iterator[None]:
+def project_out(lm: Model, direction: Tensor, sites: SiteSpec | Iterable[SiteSpec] | None = None) -> Iterator[None]:
     """Remove the component along `direction` at the given sites (default: every residual write).
 
-    With the default, the residual stream is orthogonal to the direction everywhere.
+    With the default, the residual stream is orthogonal to the direction everywhere. On a plain torch
+    module name the sites; a channel direction [C] is removed at every spatial position.
     """
     unit = _as_vector(lm, Site("direction"), direction, allow_positionwise=False)
     norm = unit.norm()
     if norm == 0:
         raise ValueError("cannot project out a zero direction")
     unit = unit / norm
+    if sites is None and not isinstance(lm, LoadedModel):
+        raise ValueError("name the sites to project out on a plain torch module, e.g. sites=['block.0']")
     names = residual_write_sites(lm) if sites is None else [str(s) for s in resolve_sites(lm, sites)]
 
     def remove(h: Tensor) -> Tensor:
-        return h - (h @ unit).unsqueeze(-1) * unit
+        u = _broadcast(unit, h)
+        if u.dim() == 1:
+            return h - (h @ u).unsqueeze(-1) * u
+        dims = tuple(h.dim() - u.dim() + i for i, n in enumerate(u.shape) if n > 1)
+        return h - (h * u).sum(dims, keepdim=True) * u
 
     with edit(lm, dict.fromkeys(names, remove)):
         yield

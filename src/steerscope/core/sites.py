@@ -3,10 +3,14 @@
 `embed`, `resid_pre.{l}`, `attn_in.{l}`, `attn_out.{l}`, `resid_mid.{l}`, `mlp_in.{l}`, `mlp_out.{l}`,
 `resid_post.{l}`, `final`. `attn_in` / `mlp_in` are a sublayer's own residual input (editing them
 changes only that sublayer); `attn_out` / `mlp_out` are what a sublayer adds to the stream.
+
+On any other torch module (e.g. a maze policy) a site is a module path: `embedder.block2.res1` is that
+module's output, `embedder.block2.res1:in` its (first) input.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -22,12 +26,15 @@ class SiteError(ValueError):
 
 @dataclass(frozen=True)
 class Site:
-    """A parsed site: kind plus layer (None for `embed` and `final`)."""
+    """A parsed site: kind plus layer (None for `embed` and `final`), or kind 'module' plus a module path."""
 
     kind: str
     layer: int | None = None
+    path: str = ""
 
     def __str__(self) -> str:
+        if self.kind == "module":
+            return self.path
         return self.kind if self.layer is None else f"{self.kind}.{self.layer}"
 
     @property
@@ -37,6 +44,8 @@ class Site:
             return (-1, 0)
         if self.kind == "final":
             return (1 << 30, 0)
+        if self.kind == "module":
+            return (0, 0)  # module sites keep the order they were given in
         return (self.layer, _ORDER[self.kind])
 
 
@@ -69,3 +78,22 @@ def all_site_names(n_layers: int, parallel: bool = False) -> list[str]:
     """Every site of a model, in forward-pass order."""
     kinds = [k for k in LAYER_KINDS if not (parallel and k == "resid_mid")]
     return ["embed", *(f"{k}.{layer}" for layer in range(n_layers) for k in kinds), "final"]
+
+
+def parse_module_site(model, name: str | Site) -> Site:
+    """Check a module-path site ('a.b.c' = the module's output, 'a.b.c:in' = its input) against a torch module."""
+    if isinstance(name, Site):
+        name = str(name)
+    if not isinstance(name, str):
+        raise SiteError(f"a module site must be a module path such as 'block.0', got {type(name).__name__}")
+    path, sep, phase = name.partition(":")
+    if sep and phase != "in":
+        raise SiteError(f"site {name!r}: the only suffix is ':in' (the module's input); without it the output is used")
+    paths = [p for p, _ in model.named_modules() if p]
+    if path not in paths:
+        near = difflib.get_close_matches(path, paths, n=4) or paths[:4]
+        raise SiteError(
+            f"{type(model).__name__} has no module {path!r}. Sites on a plain torch module are module paths from "
+            f"model.named_modules(), e.g. {', '.join(near)}."
+        )
+    return Site("module", path=name)
