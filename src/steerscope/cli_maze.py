@@ -1,0 +1,105 @@
+"""CLI: `steerscope maze train` and `steerscope maze cheese-vector`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import app, console
+
+maze_app = typer.Typer(help="A maze-solving policy, its goal misgeneralization, and the cheese vector.",
+                       no_args_is_help=True)
+app.add_typer(maze_app, name="maze")
+
+POLICY_HELP = "a checkpoint folder from `steerscope maze train`, or a procgen maze network weights file"
+
+
+@maze_app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="checkpoint folder (an unfinished run there is resumed)")] = Path(
+        "runs/maze/policy"
+    ),
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 4500,
+    n_mazes: Annotated[int, typer.Option(help="training mazes (every open square of each is a demonstration)")] = 5000,
+    batch_size: Annotated[int, typer.Option()] = 256,
+    lr: Annotated[float, typer.Option(help="peak learning rate (cosine schedule)")] = 2e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
+) -> None:
+    """Behaviour cloning from a shortest-path oracle on training mazes (cheese in the top-right 5x5 region)."""
+    import torch
+
+    from .maze.train import TrainConfig
+    from .maze.train import train as run_training
+
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    try:
+        result = run_training(out, cfg)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"trained in {result['train_seconds']:.0f}s ({result['method']}); greedy success: "
+        f"{result['success_train_distribution']:.1%} on held-out training mazes, "
+        f"{result['success_test_distribution']:.1%} on test mazes (cheese anywhere); saved {out}"
+    )
+
+
+@maze_app.command("cheese-vector")
+def cheese_vector(
+    policy: Annotated[Path, typer.Argument(help=POLICY_HELP)] = Path("runs/maze/policy"),
+    out: Annotated[Path, typer.Option(help="results folder")] = Path("runs/maze/cheese"),
+    site: Annotated[str, typer.Option(help="module path of a residual add, e.g. embedder.block2.res1")] = (
+        "embedder.block2.res1"
+    ),
+    coefficient: Annotated[float, typer.Option(help="multiplier of the cheese vector (-1: subtract)")] = -1.0,
+    n_mazes: Annotated[int, typer.Option(help="test mazes with a decision square")] = 100,
+    seed: Annotated[int, typer.Option(help="first test-maze seed")] = 0,
+    vector_mouse: Annotated[
+        str, typer.Option(help="mouse square when the vector is computed: start or decision")
+    ] = "start",
+    figures: Annotated[int, typer.Option(help="mazes to draw vector fields for")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing results folder")] = False,
+    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
+) -> None:
+    """P(cheese | decision square) unsteered, with the cheese vector, a random vector of its norm, and added."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from .core.io import OutputFolder, write_csv, write_json
+    from .core.sites import SiteError
+    from .maze.cheese import VARIANTS, cheese_experiment, cheese_vectors, decision_mazes
+    from .maze.figures import histogram_figure, vector_field_figure
+    from .maze.impala import load_any_policy
+    from .maze.policy import CheckpointError
+
+    try:
+        net, meta = load_any_policy(policy)
+        folder = OutputFolder(out, overwrite)
+        with console.status(f"measuring P(cheese | decision square) on {n_mazes} test mazes ..."):
+            result = cheese_experiment(net, n_mazes, seed, site, coefficient, vector_mouse)
+    except (CheckpointError, SiteError, ValueError, FileExistsError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    summary = result.summary()
+    write_json(folder.path("results.json"), {**result.to_dict(), "policy": str(policy), "policy_meta": meta})
+    rows = [
+        {"seed": s, "variant": v, "p_cheese": result.p_cheese[v][i], "p_corner": result.p_corner[v][i]}
+        for v in VARIANTS for i, s in enumerate(result.seeds)
+    ]
+    write_csv(folder.path("p_cheese.csv"), rows)
+    histogram_figure(result, folder.path("p_cheese_histogram.png"))
+    if figures > 0:
+        with console.status("drawing vector fields ..."):
+            items = decision_mazes(figures, seed)
+            source = [d.maze if vector_mouse == "start" else d.maze.with_mouse(d.decision.square) for d in items]
+            vectors = cheese_vectors(net, source, site)
+            cases = [(d.maze, d.decision, v) for d, v in zip(items, vectors, strict=True)]
+            vector_field_figure(net, cases, site, coefficient, folder.path("vector_fields.png"))
+    final = folder.commit()
+    console.print(json.dumps({k: v for k, v in summary.items()}, indent=1))
+    console.print(f"results, histogram and vector fields in {final}")
