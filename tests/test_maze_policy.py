@@ -12,17 +12,9 @@ from steerscope.maze.impala import PROCGEN_MOVE_ACTIONS, load_any_policy, load_p
 from steerscope.maze.policy import CheckpointError, MazePolicy, PolicyConfig, load_policy, save_policy
 from steerscope.maze.train import STATE, TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = PolicyConfig(channels=(4, 8, 8), hidden=16)
 TINY_RUN = TrainConfig(n_mazes=8, steps=4, batch_size=16, checkpoint_every=2, eval_mazes=2, sizes=(5, 7))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run many times slower on two busy threads than on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _policy(cfg=SMALL, seed=0):

@@ -3,11 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from test_maze_policy import one_thread  # noqa: F401  (autouse: one torch thread)
 
 from steerscope import SiteError, add, capture, edit, project_out, read, replace
 from steerscope.maze.policy import MazePolicy, PolicyConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SITE = "embedder.block2.res1"
 
 
