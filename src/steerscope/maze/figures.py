@@ -38,10 +38,10 @@ def vector_field(
 
 
 def draw_field(ax, maze: Maze, squares, probs: np.ndarray, title: str, decision: Decision | None = None) -> None:
-    """Walls, cheese, top-right corner, and an arrow per square: the expected move (up - down, right - left)."""
+    """Walls, cheese, top-right corner, and an arrow per square: the expected move (rows grow downward)."""
     ax.imshow(maze.walls, cmap="Greys", vmin=0, vmax=1.4)
     rows, cols = np.array(squares).T
-    ax.quiver(cols, rows, probs[:, 3] - probs[:, 2], probs[:, 0] - probs[:, 1], angles="xy", scale_units="xy",
+    ax.quiver(cols, rows, probs[:, 3] - probs[:, 2], probs[:, 1] - probs[:, 0], angles="xy", scale_units="xy",
               scale=1.25, width=0.006, color="tab:blue")
     if maze.cheese is not None:
         ax.plot(maze.cheese[1], maze.cheese[0], "o", ms=9, color="gold", mec="k")
