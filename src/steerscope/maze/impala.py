@@ -68,6 +68,10 @@ def load_any_policy(path: str | Path) -> tuple[MazePolicy, dict]:
     from .policy import load_policy
 
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"no policy at {path}: pass a checkpoint folder from `steerscope maze train` or a procgen weights file"
+        )
     if path.is_dir():
         return load_policy(path)
     return load_procgen_policy(path), {"source": "procgen maze network", "file": str(path)}
