@@ -27,6 +27,7 @@ def train(
     batch_size: Annotated[int, typer.Option()] = 256,
     lr: Annotated[float, typer.Option(help="peak learning rate (cosine schedule)")] = 2e-3,
     seed: Annotated[int, typer.Option()] = 0,
+    eval_mazes: Annotated[int, typer.Option(help="held-out mazes for the greedy success rates")] = 200,
     threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
 ) -> None:
     """Behaviour cloning from a shortest-path oracle on training mazes (cheese in the top-right 5x5 region)."""
@@ -36,7 +37,7 @@ def train(
     from .maze.train import train as run_training
 
     torch.set_num_threads(threads)
-    cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_mazes=eval_mazes)
     try:
         result = run_training(out, cfg)
     except ValueError as exc:
