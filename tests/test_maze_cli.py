@@ -32,3 +32,22 @@ def test_cheese_vector_command_writes_results_and_figures(tmp_path):
     assert bad_site.exit_code == 2 and "no module 'embedder.block9'" in bad_site.output
     missing = CliRunner().invoke(app, ["maze", "cheese-vector", str(tmp_path / "nowhere"), "--out", str(out)])
     assert missing.exit_code == 2 and "steerscope maze train" in missing.output
+
+
+def test_vector_field_arrows_point_to_the_square_the_move_reaches():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from steerscope.maze.env import oracle_moves, test_maze
+    from steerscope.maze.figures import draw_field
+
+    maze = test_maze(4)
+    moves = oracle_moves(maze)
+    squares = [sq for sq in maze.open_squares() if sq != maze.cheese]
+    probs = np.eye(4)[[moves[sq] for sq in squares]]
+    fig, ax = plt.subplots()
+    draw_field(ax, maze, squares, probs, "oracle")
+    arrows = ax.collections[0]
+    tips = np.stack([arrows.Y + arrows.V, arrows.X + arrows.U], axis=1)  # (row, col) the arrow points at
+    plt.close(fig)
+    assert [tuple(t) for t in tips.astype(int)] == [maze.with_mouse(sq).step(int(moves[sq])).mouse for sq in squares]
