@@ -1,4 +1,4 @@
-# Set-up and checks. `make demo` runs the main job on the embedded default model; `make test` runs the tests.
+# Set-up and checks. `make demo` runs the main job (steerscope demo) on the embedded default model; `make test` runs the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
@@ -18,8 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/steerscope info default
-	$(VENV)/bin/steerscope steer default
+	$(VENV)/bin/steerscope demo default
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks
