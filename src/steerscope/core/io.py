@@ -10,6 +10,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, safe_open, save
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename it into place."""
@@ -81,3 +84,42 @@ class OutputFolder:
         else:
             os.replace(self.work, self.final)
         return self.final
+
+
+def save_train_state(
+    path: str | Path,
+    module: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    step: int,
+    extra: dict,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Weights, optimizer moments, step and `extra` (JSON) in one safetensors file, written atomically.
+
+    `tensors`: further named tensors to keep (e.g. running counters), restored by `load_train_state`.
+    """
+    out = {f"model.{k}": v.detach().contiguous() for k, v in module.state_dict().items()}
+    state = opt.state_dict()
+    for idx, slots in state["state"].items():
+        for key, value in slots.items():
+            out[f"optim.{idx}.{key}"] = torch.as_tensor(value).contiguous()
+    out.update({f"extra.{k}": v.detach().contiguous() for k, v in (tensors or {}).items()})
+    header = {"step": step, "param_groups": state["param_groups"], **extra}
+    atomic_write_bytes(path, save(out, metadata={"steerscope": json.dumps(header)}))
+
+
+def load_train_state(
+    path: str | Path, module: torch.nn.Module, opt: torch.optim.Optimizer
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Restore what `save_train_state` wrote into `module` and `opt`; returns the header and the extra tensors."""
+    with safe_open(str(path), "pt") as fh:
+        header = json.loads(fh.metadata()["steerscope"])
+    stored = load_file(path)
+    module.load_state_dict({k[6:]: v for k, v in stored.items() if k.startswith("model.")})
+    slots: dict[int, dict] = {}
+    for key, value in stored.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            slots.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": slots, "param_groups": header["param_groups"]})
+    return header, {k[6:]: v for k, v in stored.items() if k.startswith("extra.")}

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from safetensors.torch import load_file, safe_open, save
 
-from ..core.io import atomic_write_bytes, write_json
+from ..core.io import load_train_state, save_train_state, write_json
 from .env import OBS_SIZE, SIZES, Maze, observations, oracle_moves, test_maze, training_maze
 from .policy import MazePolicy, PolicyConfig, save_policy
 
@@ -80,30 +79,6 @@ def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-def _save_state(path: Path, policy: MazePolicy, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in policy.state_dict().items()}
-    state = opt.state_dict()
-    for idx, slots in state["state"].items():
-        for key, value in slots.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).contiguous()
-    header = {"step": step, "param_groups": state["param_groups"], **extra}
-    atomic_write_bytes(path, save(tensors, metadata={"steerscope": json.dumps(header)}))
-
-
-def _load_state(path: Path, policy: MazePolicy, opt: torch.optim.Optimizer) -> dict:
-    with safe_open(str(path), "pt") as fh:
-        header = json.loads(fh.metadata()["steerscope"])
-    tensors = load_file(path)
-    policy.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    slots: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            slots.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": slots, "param_groups": header["param_groups"]})
-    return header
-
-
 def _lr(cfg: TrainConfig, step: int) -> float:
     warmup = max(1, cfg.steps // 50)
     if step < warmup:
@@ -132,7 +107,7 @@ def train(
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds, losses = 0, 0.0, []
     if (out / STATE).is_file():
-        header = _load_state(out / STATE, policy, opt)
+        header, _ = load_train_state(out / STATE, policy, opt)
         if header["settings"] != json.loads(json.dumps(settings)):
             raise ValueError(
                 f"{out} holds a run with other settings ({header['settings']}); "
@@ -171,7 +146,7 @@ def train(
                 losses.append([step, float(np.mean(window))])
                 window = []
                 extra = {"settings": settings, "seconds": time.perf_counter() - start, "losses": losses}
-                _save_state(out / STATE, policy, opt, step, extra)
+                save_train_state(out / STATE, policy, opt, step, extra)
                 progress.update(task, loss=f"{losses[-1][1]:.3f}")
             progress.update(task, completed=step)
     seconds = time.perf_counter() - start
