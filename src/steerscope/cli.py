@@ -98,6 +98,7 @@ from . import cli_demo, cli_depth, cli_orthogonalize, cli_refusal, cli_steering 
 
 __all__ = ["app", "cli_demo", "cli_depth", "cli_orthogonalize", "cli_refusal", "cli_steering"]
 from . import cli_maze  # noqa: E402, F401  (registers the maze commands)
+from . import cli_sae  # noqa: E402, F401  (registers the sae commands)
 
 if __name__ == "__main__":
     app()

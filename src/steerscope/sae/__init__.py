@@ -1,0 +1,1 @@
+"""Sparse autoencoders: train, load (SAELens layout), find features from contrast pairs, steer by feature."""

@@ -1,0 +1,91 @@
+"""Steering by SAE feature: clamp a latent (keeping the SAE's error term) or add its decoder direction.
+
+    sae_clamp: h -> decode(f with f[latent] := value at the chosen positions) + (h - decode(f)),  f = encode(h)
+               so only the latent's contribution changes: h + (value - f[latent]) * W_dec[latent].
+    sae_add:   h -> h + coefficient * W_dec[latent]   (an ordinary SteeringVector, applied like any other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch import Tensor
+
+from ..core.hooks import edit, track_positions
+from ..core.models import LoadedModel
+from ..core.positions import position_weights, validate_positions
+from ..steering.vector import SteeringVector
+from .model import SparseAutoencoder
+
+
+def _site(sae: SparseAutoencoder, site: str | None) -> str:
+    site = site or sae.cfg.site
+    if site is None:
+        raise ValueError("the SAE names no site; pass site='resid_pre.10' (where it was trained)")
+    return str(site)
+
+
+def _check(lm: LoadedModel, sae: SparseAutoencoder, latent: int) -> None:
+    if sae.d_in != lm.d_model:
+        raise ValueError(f"the SAE reads {sae.d_in} dimensions but {lm.name} has d_model {lm.d_model}")
+    sae.check_latent(latent)
+
+
+def clamp_fn(sae: SparseAutoencoder, latent: int, value: float, weights=None):
+    """The edit `h -> clamped h`; `weights()` gives a bool [B, T] of positions to clamp (None: all)."""
+
+    def clamp(h: Tensor) -> Tensor:
+        with torch.no_grad():
+            x = h.to(sae.W_dec.dtype)
+            f = sae.encode(x)
+            error = x - sae.decode(f)
+            target = torch.full_like(f[..., latent], float(value))
+            if weights is not None:
+                target = torch.where(weights().to(h.device), target, f[..., latent])
+            f[..., latent] = target
+            return (sae.decode(f) + error).to(h.dtype)
+
+    return clamp
+
+
+@contextmanager
+def sae_clamp(
+    lm: LoadedModel,
+    sae: SparseAutoencoder,
+    latent: int,
+    value: float,
+    site: str | None = None,
+    positions: str | Tensor = "all",
+) -> Iterator[None]:
+    """Clamp one latent to `value` at `site` (default: the SAE's own) during forward calls in the block."""
+    _check(lm, sae, latent)
+    positions = validate_positions(positions)
+    site = _site(sae, site)
+    with ExitStack() as stack:
+        weights = None
+        if not (isinstance(positions, str) and positions == "all"):
+            tracker = track_positions(lm)
+            stack.callback(tracker.remove)
+            weights = lambda: position_weights(positions, tracker.require())  # noqa: E731
+        stack.enter_context(edit(lm, {site: clamp_fn(sae, latent, value, weights)}))
+        yield
+
+
+def sae_add_vector(
+    lm: LoadedModel, sae: SparseAutoencoder, latent: int, site: str | None = None, norm: float | None = None
+) -> SteeringVector:
+    """The latent's decoder direction as a SteeringVector (unit norm, or `norm`), applied with `.apply(lm, c)`."""
+    _check(lm, sae, latent)
+    site = _site(sae, site)
+    d = sae.direction(latent).float()
+    d = d / d.norm() * (1.0 if norm is None else norm)
+    meta = {
+        "method": "sae_add",
+        "model": lm.name,
+        "fingerprint": lm.fingerprint(),
+        "d_model": lm.d_model,
+        "options": {"latent": int(latent), "d_sae": sae.d_sae, "architecture": sae.cfg.architecture},
+    }
+    return SteeringVector({site: d}, meta)

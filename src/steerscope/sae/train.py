@@ -1,0 +1,283 @@
+"""Train an SAE on activations streamed from a model at one site; resumable; reports its quality.
+
+Data: `token_sequences` (built-in Wikipedia summaries or any text), the first `n_train` sequences for
+training, the next `n_eval` for evaluation (documents never trained on). Position 0 (a BOS outlier)
+is left out everywhere. Sequences are read in chunks; each chunk's activations are shuffled with a
+seed of (seed, chunk), so a run resumed from a checkpoint sees exactly the batches an uninterrupted
+one would. The checkpoint holds weights, Adam moments, step and the dead-latent counters.
+
+Loss: squared error / (mean squared distance of x from its mean), i.e. about the fraction of variance
+unexplained; "standard" (ReLU) adds `l1_coefficient` x sum_i f_i ||W_dec,i||; "topk" adds the AuxK loss
+(dead latents reconstruct the residual) and keeps decoder rows at unit norm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..core.corpus import token_sequences
+from ..core.hooks import capture, edit, run_forward
+from ..core.io import load_train_state, save_train_state, write_json
+from ..core.models import LoadedModel
+from ..evaluate.metrics import clean_reference, next_token_metrics
+from .model import SAEConfig, SparseAutoencoder
+from .saelens import save_saelens
+
+STATE = "train_state.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SAE training settings; `tokens` counts training activations (positions after the first)."""
+
+    site: str
+    expansion: int = 8
+    architecture: str = "topk"
+    k: int = 32
+    l1_coefficient: float = 5.0
+    tokens: int = 200_000
+    seq_len: int = 64
+    batch_size: int = 1024
+    chunk_sequences: int = 128
+    model_batch: int = 16
+    lr: float | None = None
+    aux_coefficient: float = 1 / 32
+    dead_tokens: int = 50_000
+    n_eval: int = 32
+    source: str = "wikipedia"
+    seed: int = 0
+    checkpoint_every: int = 50
+
+    def learning_rate(self, d_sae: int) -> float:
+        """The given lr, or 2e-4 x sqrt(16384 / d_sae) (the TopK scaling of Gao et al.), at most 2e-3."""
+        return self.lr if self.lr is not None else min(2e-3, 2e-4 * math.sqrt(16384 / d_sae))
+
+
+def site_activations(lm: LoadedModel, ids: torch.Tensor, site: str, model_batch: int) -> torch.Tensor:
+    """Activations at `site` of every position after the first, [n * (T - 1), d] float32."""
+    out = []
+    for start in range(0, ids.shape[0], model_batch):
+        act = capture(lm, ids[start : start + model_batch].to(lm.device), [site])[site]
+        out.append(act[:, 1:].reshape(-1, act.shape[-1]).float().cpu())
+    return torch.cat(out)
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """Linear warm-up over the first 2% of steps, linear decay to zero over the last 20%."""
+    warm, decay = max(1, total // 50), max(1, total // 5)
+    return min(1.0, (step + 1) / warm, (total - step) / decay)
+
+
+def _loss(sae: SparseAutoencoder, x: torch.Tensor, cfg: TrainConfig, scale: float, dead: torch.Tensor):
+    pre = sae.pre_acts(x)
+    f = sae.activate(pre)
+    x_hat = sae.decode(f)
+    mse = (x_hat - x).pow(2).sum(-1).mean() / scale
+    loss = mse
+    if sae.cfg.architecture == "standard":
+        loss = loss + cfg.l1_coefficient * (f * sae.W_dec.norm(dim=-1)).sum(-1).mean() / math.sqrt(scale)
+    elif cfg.aux_coefficient > 0 and bool(dead.any()):
+        k_aux = min(int(dead.sum()), sae.d_in // 2)
+        masked = pre.masked_fill(~dead, -torch.inf).topk(k_aux, dim=-1)
+        aux_f = torch.zeros_like(pre).scatter(-1, masked.indices, masked.values.relu())
+        residual = (x - x_hat).detach()
+        aux = (aux_f @ sae.W_dec - residual).pow(2).sum(-1).mean() / scale
+        loss = loss + cfg.aux_coefficient * aux
+    return loss, mse, f
+
+
+def train_sae(
+    lm: LoadedModel,
+    out: str | Path,
+    cfg: TrainConfig,
+    show_progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train (or resume) an SAE; writes the checkpoint, the SAELens folder files and `train.json` into `out`.
+
+    `stop_after`: pause after this many steps (the state is saved; call again with the same settings to go on).
+    """
+    out = Path(out)
+    lm_site = str(cfg.site)
+    d_sae = cfg.expansion * lm.d_model
+    sae_cfg = SAEConfig(
+        d_in=lm.d_model,
+        d_sae=d_sae,
+        architecture=cfg.architecture,
+        k=cfg.k if cfg.architecture == "topk" else None,
+        site=lm_site,
+        model_name=lm.name,
+    )
+    settings = {"train": asdict(cfg), "model": lm.name, "fingerprint": lm.fingerprint()}
+    per_seq = cfg.seq_len - 1
+    n_train = math.ceil(cfg.tokens / per_seq)
+    ids = token_sequences(lm.tokenizer, cfg.source, n_train + cfg.n_eval, cfg.seq_len, cfg.seed)
+    train_ids, eval_ids = ids[:n_train], ids[n_train:]
+    n_chunks = math.ceil(n_train / cfg.chunk_sequences)
+    steps_in = [
+        (min(n_train, (c + 1) * cfg.chunk_sequences) - c * cfg.chunk_sequences) * per_seq // cfg.batch_size
+        for c in range(n_chunks)
+    ]
+    total = sum(steps_in)
+    if total == 0:
+        raise ValueError(
+            f"{cfg.tokens} tokens give no full batch of {cfg.batch_size}; raise --tokens or lower --batch-size"
+        )
+
+    sae = SparseAutoencoder(sae_cfg, seed=cfg.seed)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.learning_rate(d_sae), betas=(0.9, 0.999))
+    since_fired = torch.zeros(d_sae, dtype=torch.long)
+    step, seconds, losses, scale = 0, 0.0, [], None
+    if (out / STATE).is_file():
+        header, extra = load_train_state(out / STATE, sae, opt)
+        if header["settings"] != settings:
+            raise ValueError(
+                f"{out} holds a run with other settings ({header['settings']}); "
+                "use another output folder, or the same settings to resume"
+            )
+        step, seconds, losses, scale = header["step"], header["seconds"], header["losses"], header["scale"]
+        since_fired = extra["since_fired"]
+
+    start = time.perf_counter() - seconds
+    until = min(total, stop_after if stop_after is not None else total)
+    window: list[float] = []
+    done_before = 0
+    with Progress(
+        TextColumn(f"SAE {cfg.architecture} x{cfg.expansion} at {lm_site}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("FVU {task.fields[fvu]}  dead {task.fields[dead]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+    ) as progress:
+        task = progress.add_task("train", total=total, completed=step, fvu="-", dead="-")
+        for c in range(n_chunks):
+            chunk_end = done_before + steps_in[c]
+            if step >= chunk_end or step >= until:
+                done_before = chunk_end
+                continue
+            rows = train_ids[c * cfg.chunk_sequences : (c + 1) * cfg.chunk_sequences]
+            acts = site_activations(lm, rows, lm_site, cfg.model_batch)
+            acts = acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + c))]
+            if scale is None:  # first chunk: centre the decoder bias, fix the loss scale
+                mean = acts.mean(0)
+                scale = float((acts - mean).pow(2).sum(-1).mean())
+                with torch.no_grad():
+                    sae.b_dec.copy_(mean)
+            while step < min(chunk_end, until):
+                b = step - done_before
+                x = acts[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                for group in opt.param_groups:
+                    group["lr"] = cfg.learning_rate(d_sae) * _lr_factor(step, total)
+                loss, mse, f = _loss(sae, x, cfg, scale, since_fired > cfg.dead_tokens)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sae.cfg.architecture == "topk":
+                    sae.normalize_decoder()
+                fired = (f > 0).any(0)
+                since_fired = torch.where(fired, 0, since_fired + len(x))
+                step += 1
+                window.append(mse.item())
+                if step % cfg.checkpoint_every == 0 or step == until:
+                    dead_frac = float((since_fired > cfg.dead_tokens).float().mean())
+                    losses.append([step, sum(window) / len(window), dead_frac])
+                    window = []
+                    extra = {"settings": settings, "seconds": time.perf_counter() - start, "losses": losses}
+                    extra["scale"] = scale
+                    save_train_state(out / STATE, sae, opt, step, extra, {"since_fired": since_fired})
+                    progress.update(task, fvu=f"{losses[-1][1]:.3f}", dead=f"{dead_frac:.1%}")
+                progress.update(task, completed=step)
+            done_before = chunk_end
+    seconds = time.perf_counter() - start
+    if step < total:
+        return {"step": step, "steps": total, "finished": False, "train_seconds": round(seconds, 1)}
+    sae.eval()
+    tokens_used = total * cfg.batch_size
+    result = {
+        "site": lm_site,
+        "model": lm.name,
+        "architecture": cfg.architecture,
+        "d_sae": d_sae,
+        "k": sae_cfg.k,
+        "steps": total,
+        "train_tokens": tokens_used,
+        "train_seconds": round(seconds, 1),
+        "flops_estimate": flops_estimate(lm, lm_site, d_sae, tokens_used),
+        "losses": losses,
+        "dead_fraction_train": float((since_fired > cfg.dead_tokens).float().mean()),
+        "eval": evaluate_sae(lm, sae, eval_ids, cfg.model_batch),
+        "settings": settings,
+    }
+    save_saelens(sae, out, extra={"train_tokens": tokens_used, "train_seconds": result["train_seconds"]})
+    write_json(out / "train.json", result)
+    return result
+
+
+def flops_estimate(lm: LoadedModel, site: str, d_sae: int, tokens: int) -> dict:
+    """Rough FLOPs: 2 x (block parameters up to the site's layer) per token for the model's forward,
+    plus 12 x d_in x d_sae per token for the SAE's dense encoder and decoder, forward and backward."""
+    layer = int(site.rsplit(".", 1)[1]) if site.rsplit(".", 1)[-1].isdigit() else lm.n_layers
+    block_params = sum(p.numel() for blk in list(lm.blocks)[: layer + 1] for p in blk.parameters())
+    model = 2 * block_params * tokens
+    sae = 12 * lm.d_model * d_sae * tokens
+    return {"model_forward": float(model), "sae_train": float(sae), "total": float(model + sae)}
+
+
+@torch.no_grad()
+def evaluate_sae(lm: LoadedModel, sae: SparseAutoencoder, ids: torch.Tensor, model_batch: int = 16) -> dict:
+    """FVE, L0 and dead fraction on held-out tokens; delta CE with the reconstruction spliced in.
+
+    Splicing replaces the activation at the SAE's site at every position after the first; the mean
+    ablation (every such position set to the mean activation) is the reference for "CE recovered".
+    Scores skip position 0.
+    """
+    site = sae.cfg.site
+    if site is None:
+        raise ValueError("the SAE names no site; set sae.cfg.site (e.g. 'resid_pre.10')")
+    acts = site_activations(lm, ids, site, model_batch)
+    f = sae.encode(acts)
+    x_hat = sae.decode(f)
+    sse = float((acts - x_hat).pow(2).sum())
+    sst = float((acts - acts.mean(0)).pow(2).sum())
+    mean = acts.mean(0)
+
+    def splice(fn):
+        def run(h: torch.Tensor) -> torch.Tensor:
+            new = h.clone()
+            new[:, 1:] = fn(h[:, 1:].float()).to(h.dtype)
+            return new
+
+        return run
+
+    delta = {"sae": [], "mean_ablation": []}
+    kl = []
+    for start in range(0, ids.shape[0], model_batch):
+        batch = ids[start : start + model_batch].to(lm.device)
+        ref = clean_reference(run_forward(lm, batch).logits, batch)
+        with edit(lm, {site: splice(sae)}):
+            m = next_token_metrics(ref, run_forward(lm, batch).logits)
+        delta["sae"].append(m["delta_ce"])
+        kl.append(m["kl"])
+        with edit(lm, {site: splice(lambda h: mean.to(h).expand_as(h))}):
+            delta["mean_ablation"].append(next_token_metrics(ref, run_forward(lm, batch).logits)["delta_ce"])
+    d_sae_ce = float(torch.cat(delta["sae"]).mean())
+    d_mean_ce = float(torch.cat(delta["mean_ablation"]).mean())
+    fired = (f > 0).any(0)
+    return {
+        "tokens": int(acts.shape[0]),
+        "fve": 1 - sse / sst,
+        "l0": float((f > 0).sum(-1).float().mean()),
+        "dead_fraction": float((~fired).float().mean()),
+        "delta_ce": d_sae_ce,
+        "kl": float(torch.cat(kl).mean()),
+        "delta_ce_mean_ablation": d_mean_ce,
+        "ce_recovered": 1 - d_sae_ce / d_mean_ce if d_mean_ce > 0 else None,
+    }

@@ -1,0 +1,279 @@
+"""Sparse autoencoders: math against direct loops, clamping through the real hook, the SAELens layout,
+training that lowers the loss, resuming that matches an uninterrupted run, feature ranking."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import roc_auc_score
+from tiny_models import random_ids, tiny_model
+
+from steerscope import capture
+from steerscope.sae.features import auroc, find_features, rank_latents, text_latents, top_activating
+from steerscope.sae.model import SAEConfig, SparseAutoencoder
+from steerscope.sae.saelens import SAEFileError, hook_to_site, load_saelens, save_saelens, site_to_hook
+from steerscope.sae.steer import sae_add_vector, sae_clamp
+from steerscope.sae.train import TrainConfig, train_sae
+from steerscope.steering.pairs import ContrastPair
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SITE = "resid_pre.1"
+
+
+def _random_sae(arch="topk", d_in=32, d_sae=64, k=5, seed=0, site=SITE):
+    sae = SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae, architecture=arch, k=k, site=site), seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return sae
+
+
+def _direct(sae, x):
+    """Encode and decode one vector at a time with plain loops (numpy, float64)."""
+    W_enc, b_enc = sae.W_enc.detach().double().numpy(), sae.b_enc.detach().double().numpy()
+    W_dec, b_dec = sae.W_dec.detach().double().numpy(), sae.b_dec.detach().double().numpy()
+    feats, recons = [], []
+    for row in x.double().numpy():
+        centred = row - b_dec
+        pre = np.array([sum(centred[i] * W_enc[i, j] for i in range(len(row))) + b_enc[j] for j in range(sae.d_sae)])
+        if sae.cfg.architecture == "topk":
+            keep = set(np.argsort(-pre)[: sae.cfg.k].tolist())
+            f = np.array([max(pre[j], 0.0) if j in keep else 0.0 for j in range(sae.d_sae)])
+        elif sae.cfg.architecture == "jumprelu":
+            th = sae.threshold.detach().double().numpy()
+            f = np.array([pre[j] if pre[j] > th[j] else 0.0 for j in range(sae.d_sae)])
+        else:
+            f = np.maximum(pre, 0.0)
+        recon = b_dec + sum(f[j] * W_dec[j] for j in range(sae.d_sae))
+        feats.append(f)
+        recons.append(recon)
+    return np.array(feats), np.array(recons)
+
+
+@pytest.mark.parametrize("arch", ["topk", "standard", "jumprelu"])
+def test_encode_decode_match_direct_loops(arch):
+    sae = _random_sae(arch, d_in=12, d_sae=20, k=4)
+    x = torch.randn(5, 12, generator=torch.Generator().manual_seed(3))
+    f_ref, x_ref = _direct(sae, x)
+    f = sae.encode(x)
+    np.testing.assert_allclose(f.detach().numpy(), f_ref, atol=1e-5)
+    np.testing.assert_allclose(sae(x).detach().numpy(), x_ref, atol=1e-5)
+    np.testing.assert_allclose((x - sae(x)).detach().numpy(), sae.error(x).detach().numpy(), atol=1e-6)
+    if arch == "topk":
+        assert ((f > 0).sum(-1) <= 4).all()
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="architecture"):
+        SAEConfig(d_in=4, d_sae=8, architecture="gated")
+    with pytest.raises(ValueError, match="k <= d_sae"):
+        SAEConfig(d_in=4, d_sae=8, k=9)
+    assert SAEConfig(d_in=4, d_sae=8, architecture="relu").architecture == "standard"
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_model("llama", tokenizer=True)
+
+
+def test_clamp_at_the_current_value_leaves_the_model_unchanged(lm):
+    sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
+    ids = random_ids(1, 7)
+    clean = capture(lm, ids, [SITE, "resid_post.2"])
+    f = sae.encode(clean[SITE][0]).detach()
+    pos, latent = 4, int(f[4].argmax())
+    mask = torch.zeros(1, 7, dtype=torch.bool)
+    mask[0, pos] = True
+    with torch.no_grad():
+        base = lm.model(ids).logits
+        with sae_clamp(lm, sae, latent, float(f[pos, latent]), positions=mask):
+            same = lm.model(ids).logits
+    torch.testing.assert_close(same, base, atol=1e-5, rtol=1e-5)
+
+
+def test_clamp_changes_only_the_latents_share(lm):
+    sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
+    ids = random_ids(2, 6)
+    clean = capture(lm, ids, [SITE])[SITE]
+    latent, value = 7, 3.5
+    with sae_clamp(lm, sae, latent, value):
+        edited = capture(lm, ids, [SITE])[SITE]  # the read hook runs after the clamp
+    f = sae.encode(clean).detach()
+    expected = clean + (value - f[..., latent]).unsqueeze(-1) * sae.W_dec[latent].detach()
+    torch.testing.assert_close(edited, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="out of range"), sae_clamp(lm, sae, 64, 1.0):
+        pass
+
+
+def test_sae_add_is_the_decoder_direction(lm):
+    sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
+    vec = sae_add_vector(lm, sae, 5, norm=2.0)
+    d = sae.W_dec[5].detach()
+    torch.testing.assert_close(vec.vectors[SITE], d / d.norm() * 2.0)
+    ids = random_ids(1, 5)
+    clean = capture(lm, ids, [SITE])[SITE]
+    with vec.apply(lm, coefficient=1.5):
+        added = capture(lm, ids, [SITE])[SITE]
+    torch.testing.assert_close(added - clean, (1.5 * vec.vectors[SITE]).expand_as(clean), atol=1e-5, rtol=1e-5)
+
+
+# --- SAELens layout ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["topk", "standard", "jumprelu"])
+def test_saelens_round_trip(tmp_path, arch):
+    sae = _random_sae(arch, d_in=16, d_sae=48, k=6, site="resid_pre.10")
+    sae.cfg.model_name = "tiny"
+    save_saelens(sae, tmp_path / "sae")
+    assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+    cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
+    assert cfg["architecture"] == arch and cfg["d_in"] == 16 and cfg["d_sae"] == 48
+    assert cfg["metadata"]["hook_name"] == "blocks.10.hook_resid_pre"
+    back = load_saelens(tmp_path / "sae")
+    assert back.cfg.site == "resid_pre.10" and back.cfg.k == sae.cfg.k and back.cfg.model_name == "tiny"
+    for name, value in sae.state_dict().items():
+        assert torch.equal(back.state_dict()[name], value)
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(back.encode(x), sae.encode(x), atol=0, rtol=0)
+    torch.testing.assert_close(back(x), sae(x), atol=0, rtol=0)
+
+
+def _write_saelens_folder(folder, cfg: dict, sae: SparseAutoencoder, extra=None):
+    """A folder as SAELens itself writes it (its own key names), independent of save_saelens."""
+    folder.mkdir()
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    tensors = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+    save_file({**tensors, **(extra or {})}, folder / "sae_weights.safetensors")
+
+
+def test_load_saelens_files_in_its_own_key_names(tmp_path):
+    sae = _random_sae("topk", d_in=16, d_sae=32, k=3)
+    v6 = {
+        "d_in": 16, "d_sae": 32, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
+        "normalize_activations": "none", "reshape_activations": "none", "k": 3, "architecture": "topk",
+        "meta": {"model_name": "gpt2", "hook_name": "blocks.8.hook_resid_post", "hook_head_index": None,
+                 "context_size": 128, "prepend_bos": True, "sae_lens_version": "6.5.1"},
+    }
+    _write_saelens_folder(tmp_path / "v6", v6, sae)
+    loaded = load_saelens(tmp_path / "v6")
+    assert loaded.cfg.site == "resid_post.8" and loaded.cfg.model_name == "gpt2" and loaded.cfg.k == 3
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(loaded(x), sae(x))
+
+    relu = _random_sae("standard", d_in=16, d_sae=32)
+    old = {
+        "model_name": "gpt2-small", "hook_point": "blocks.2.hook_resid_pre", "hook_point_layer": 2,
+        "hook_point_head_index": None, "d_in": 16, "d_sae": 32, "dtype": "torch.float32", "device": "cuda",
+        "context_size": 128, "activation_fn_str": "relu", "apply_b_dec_to_input": True,
+        "finetuning_scaling_factor": False, "normalize_activations": False, "prepend_bos": True,
+        "sae_lens_training_version": "2.1.3",
+    }
+    _write_saelens_folder(tmp_path / "old", old, relu, {"scaling_factor": torch.ones(32)})
+    loaded = load_saelens(tmp_path / "old")
+    assert loaded.cfg.architecture == "standard" and loaded.cfg.site == "resid_pre.2"
+    torch.testing.assert_close(loaded(x), relu(x))
+
+    old_topk = {**old, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 3}}
+    _write_saelens_folder(tmp_path / "old_topk", old_topk, sae)
+    assert load_saelens(tmp_path / "old_topk").cfg.k == 3
+
+
+def test_saelens_errors_name_the_problem(tmp_path):
+    with pytest.raises(SAEFileError, match="cfg.json is missing"):
+        load_saelens(tmp_path)
+    sae = _random_sae("topk", d_in=8, d_sae=16, k=2)
+    bad = {"d_in": 8, "d_sae": 16, "architecture": "topk", "k": 2, "normalize_activations": "layer_norm"}
+    _write_saelens_folder(tmp_path / "norm", bad, sae)
+    with pytest.raises(SAEFileError, match="normalize_activations"):
+        load_saelens(tmp_path / "norm")
+    wrong = {"d_in": 8, "d_sae": 17, "architecture": "topk", "k": 2}
+    _write_saelens_folder(tmp_path / "shape", wrong, sae)
+    with pytest.raises(SAEFileError, match="needs"):
+        load_saelens(tmp_path / "shape")
+
+
+def test_hook_names_map_to_sites():
+    for site in ("resid_pre.3", "resid_post.0", "attn_out.11", "mlp_out.2", "resid_mid.5", "embed"):
+        assert hook_to_site(site_to_hook(site)) == site
+    assert site_to_hook("resid_pre.3") == "blocks.3.hook_resid_pre"
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("corpus") / "words.txt"
+    docs = [" ".join(f"w{int(i)}" for i in rng.integers(0, 60, 24)) for _ in range(300)]
+    path.write_text("\n\n".join(docs))
+    return str(path)
+
+
+def _cfg(corpus, **kw):
+    base = dict(site=SITE, expansion=4, k=4, tokens=2000, seq_len=16, batch_size=64, chunk_sequences=24,
+                n_eval=8, source=corpus, checkpoint_every=4, dead_tokens=500)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("arch", ["topk", "standard"])
+def test_training_lowers_reconstruction_loss(lm, corpus, tmp_path, arch):
+    cfg = _cfg(corpus, architecture=arch, l1_coefficient=0.05, lr=1e-2, tokens=3000)
+    result = train_sae(lm, tmp_path / "run", cfg, show_progress=False)
+    losses = [row[1] for row in result["losses"]]
+    assert losses[-1] < 0.8 * losses[0]
+    assert result["eval"]["fve"] > 0.2 and 0 < result["eval"]["l0"] <= (4 if arch == "topk" else 128)
+    assert result["flops_estimate"]["total"] > 0 and result["train_tokens"] > 0
+    sae = load_saelens(tmp_path / "run")
+    assert sae.cfg.site == SITE and sae.d_sae == 4 * lm.d_model
+    assert np.isfinite(result["eval"]["delta_ce"])
+
+
+def test_resume_matches_an_uninterrupted_run(lm, corpus, tmp_path):
+    cfg = _cfg(corpus)
+    whole = train_sae(lm, tmp_path / "whole", cfg, show_progress=False)
+    paused = train_sae(lm, tmp_path / "paused", cfg, show_progress=False, stop_after=9)
+    assert paused["finished"] is False and paused["step"] == 9
+    resumed = train_sae(lm, tmp_path / "paused", cfg, show_progress=False)
+    a = load_file(tmp_path / "whole" / "sae_weights.safetensors")
+    b = load_file(tmp_path / "paused" / "sae_weights.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-6)
+    assert resumed["eval"]["fve"] == pytest.approx(whole["eval"]["fve"], abs=1e-6)
+    with pytest.raises(ValueError, match="other settings"):
+        train_sae(lm, tmp_path / "paused", _cfg(corpus, k=3), show_progress=False, stop_after=1)
+
+
+# --- features --------------------------------------------------------------------------------------
+
+
+def test_auroc_matches_sklearn():
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(9, 6, generator=g).relu()
+    neg = (torch.randn(7, 6, generator=g) - 0.5).relu()
+    got = auroc(pos, neg, chunk=4)
+    for j in range(6):
+        y = np.r_[np.ones(9), np.zeros(7)]
+        s = np.r_[pos[:, j].numpy(), neg[:, j].numpy()]
+        assert got[j].item() == pytest.approx(roc_auc_score(y, s), abs=1e-6)
+    ranked = rank_latents(pos, neg, top=2)
+    assert ranked["positive"][0]["auroc"] >= ranked["positive"][1]["auroc"]
+    assert ranked["negative"][0]["auroc"] <= ranked["negative"][1]["auroc"]
+
+
+def test_find_features_and_snippets(lm, corpus):
+    sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
+    pairs = [ContrastPair(f"w90 w{i} w{i + 1}", f"w91 w{i} w{i + 1}") for i in range(6)]
+    last = text_latents(lm, sae, [p.positive for p in pairs], "last", batch_size=4)
+    direct = sae.encode(torch.stack([capture(lm, lm.tokenize(p.positive)["input_ids"], [SITE])[SITE][0, -1]
+                                     for p in pairs]))
+    torch.testing.assert_close(last, direct, atol=1e-5, rtol=1e-5)
+    ranked = find_features(lm, sae, pairs, read="max", top=3)
+    assert len(ranked["positive"]) == 3 and all(0 <= r["auroc"] <= 1 for r in ranked["positive"])
+    latent = ranked["positive"][0]["latent"]
+    snippets = top_activating(lm, sae, [latent], source=corpus, n_sequences=8, seq_len=16, top=3)
+    assert len(snippets[latent]) <= 3
+    assert all("«" in s["text"] and s["value"] > 0 for s in snippets[latent])
