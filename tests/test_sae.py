@@ -277,3 +277,29 @@ def test_find_features_and_snippets(lm, corpus):
     snippets = top_activating(lm, sae, [latent], source=corpus, n_sequences=8, seq_len=16, top=3)
     assert len(snippets[latent]) <= 3
     assert all("«" in s["text"] and s["value"] > 0 for s in snippets[latent])
+
+
+def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
+    from steerscope.sae.steer import SAE_METHODS
+    from steerscope.steering.methods import mean_diff
+
+    sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
+    sae.cfg.meta = {"train_tokens": 1000, "train_seconds": 2.0, "train_flops": 3e9}
+    save_saelens(sae, tmp_path / "sae")
+    pairs = [ContrastPair(f"w90 w{i} w{i + 2}", f"w91 w{i} w{i + 2}") for i in range(5)]
+    best = find_features(lm, sae, pairs, top=1)["positive"][0]["latent"]
+    clamp = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=tmp_path / "sae")
+    assert clamp.latent == best and clamp.scale > 0
+    assert clamp.meta["cost"]["sae_train_tokens"] == 1000 and clamp.meta["cost"]["pair_tokens"] == 30
+    ids = random_ids(1, 5)
+    clean = capture(lm, ids, [SITE])[SITE]
+    with clamp.apply(lm, coefficient=2.0):
+        edited = capture(lm, ids, [SITE])[SITE]
+    f = sae.encode(clean).detach()[..., best]
+    expected = clean + (2.0 * clamp.scale - f).unsqueeze(-1) * sae.W_dec[best].detach()
+    torch.testing.assert_close(edited, expected, atol=1e-4, rtol=1e-4)
+    added = SAE_METHODS["sae_add"](lm, pairs, [SITE], sae=sae, latent=3)
+    assert added.meta["latent"] == 3 and added.meta["method"] == "sae_add"
+    assert added.meta["norms"][SITE] == pytest.approx(mean_diff(lm, pairs, [SITE]).meta["norms"][SITE], rel=1e-5)
+    with pytest.raises(ValueError, match="reads resid_pre.1"):
+        SAE_METHODS["sae_add"](lm, pairs, ["resid_pre.2"], sae=sae)

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -16,8 +18,12 @@ from torch import Tensor
 from ..core.hooks import edit, track_positions
 from ..core.models import LoadedModel
 from ..core.positions import position_weights, validate_positions
+from ..steering.methods import mean_diff
+from ..steering.pairs import ContrastPair, dataset_hash
 from ..steering.vector import SteeringVector
+from .features import rank_latents, text_latents
 from .model import SparseAutoencoder
+from .saelens import load_saelens
 
 
 def _site(sae: SparseAutoencoder, site: str | None) -> str:
@@ -89,3 +95,100 @@ def sae_add_vector(
         "options": {"latent": int(latent), "d_sae": sae.d_sae, "architecture": sae.cfg.architecture},
     }
     return SteeringVector({site: d}, meta)
+
+
+# --- the steering contract: fit(lm, pairs, sites, read, batch_size, seed, **options) -----------------
+
+
+@dataclass
+class SAEClamp:
+    """A fitted clamp: `apply(lm, coefficient)` clamps the latent to coefficient x `scale`.
+
+    `scale` is the latent's largest activation on the positive texts, so coefficient 1 sets the
+    feature as strongly as the data showed it (AxBench-style multiples of the maximum activation).
+    """
+
+    sae: SparseAutoencoder
+    latent: int
+    site: str
+    scale: float
+    meta: dict = field(default_factory=dict)
+
+    @contextmanager
+    def apply(self, lm: LoadedModel, coefficient: float = 1.0, positions: str | Tensor = "all") -> Iterator[None]:
+        with sae_clamp(lm, self.sae, self.latent, coefficient * self.scale, self.site, positions):
+            yield
+
+
+def _as_sae(sae: SparseAutoencoder | str | Path | None) -> SparseAutoencoder:
+    if sae is None:
+        raise ValueError("the SAE methods need an SAE: pass sae=<folder with cfg.json + sae_weights.safetensors>")
+    return sae if isinstance(sae, SparseAutoencoder) else load_saelens(sae)
+
+
+def _choose(lm, sae, pairs, sites, read, batch_size, latent, by) -> tuple[str, int, dict, Tensor]:
+    if not pairs:
+        raise ValueError("the SAE methods need at least one contrast pair")
+    site = _site(sae, None)
+    if [str(s) for s in sites] != [site]:
+        raise ValueError(f"this SAE reads {site}; the SAE methods work at that one site, got sites {list(sites)}")
+    pos = text_latents(lm, sae, [p.positive for p in pairs], read, batch_size)
+    neg = text_latents(lm, sae, [p.negative for p in pairs], read, batch_size)
+    ranked = rank_latents(pos, neg, by, top=1)["positive"][0]
+    chosen = ranked["latent"] if latent is None else int(latent)
+    _check(lm, sae, chosen)
+    pair_tokens = sum(len(lm.tokenizer(t)["input_ids"]) for p in pairs for t in (p.positive, p.negative))
+    cost = {
+        "sae_train_tokens": sae.cfg.meta.get("train_tokens"),
+        "sae_train_seconds": sae.cfg.meta.get("train_seconds"),
+        "sae_train_flops": sae.cfg.meta.get("train_flops"),
+        "pair_tokens": pair_tokens,
+    }
+    info = {"latent": chosen, "chosen_by": by if latent is None else "given", "ranking_top": ranked, "cost": cost}
+    return site, chosen, info, pos[:, chosen]
+
+
+def fit_sae_clamp(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    sae: SparseAutoencoder | str | Path | None = None,
+    latent: int | None = None,
+    by: str = "auroc",
+) -> SAEClamp:
+    """sae_clamp under the steering contract: the latent that best separates the pairs (or `latent`)."""
+    sae = _as_sae(sae)
+    site, chosen, info, pos_acts = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
+    scale = float(pos_acts.max()) or 1.0
+    meta = {"method": "sae_clamp", "model": lm.name, "fingerprint": lm.fingerprint(), "n_pairs": len(pairs),
+            "dataset_hash": dataset_hash(list(pairs)), "read": read, "scale": scale, **info}
+    return SAEClamp(sae, chosen, site, scale, meta)
+
+
+def fit_sae_add(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    sae: SparseAutoencoder | str | Path | None = None,
+    latent: int | None = None,
+    by: str = "auroc",
+    scale: str = "mean_diff",
+) -> SteeringVector:
+    """sae_add under the steering contract: the chosen latent's decoder row, scaled to the norm of the
+    pairs' mean difference (as pca and probe are) or kept at unit norm (`scale="unit"`)."""
+    sae = _as_sae(sae)
+    site, chosen, info, _ = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
+    norm = None if scale == "unit" else mean_diff(lm, pairs, [site], read, batch_size).meta["norms"][site]
+    vec = sae_add_vector(lm, sae, chosen, site, norm)
+    vec.meta.update({"n_pairs": len(pairs), "dataset_hash": dataset_hash(list(pairs)), "read": read, **info})
+    return vec
+
+
+#: name -> fit function with the steering contract (register these in a sweep next to steering.methods.METHODS)
+SAE_METHODS = {"sae_clamp": fit_sae_clamp, "sae_add": fit_sae_add}

@@ -216,7 +216,8 @@ def train_sae(
         "eval": evaluate_sae(lm, sae, eval_ids, cfg.model_batch),
         "settings": settings,
     }
-    save_saelens(sae, out, extra={"train_tokens": tokens_used, "train_seconds": result["train_seconds"]})
+    cost = {"train_tokens": tokens_used, "train_seconds": result["train_seconds"]}
+    save_saelens(sae, out, extra={**cost, "train_flops": result["flops_estimate"]["total"]})
     write_json(out / "train.json", result)
     return result
 
