@@ -104,6 +104,10 @@ def test_clamp_changes_only_the_latents_share(lm):
     f = sae.encode(clean).detach()
     expected = clean + (value - f[..., latent]).unsqueeze(-1) * sae.W_dec[latent].detach()
     torch.testing.assert_close(edited, expected, atol=1e-5, rtol=1e-5)
+    clamped = f.clone()
+    clamped[..., latent] = value
+    literal = sae.decode(clamped) + sae.error(clean)  # encode, set, decode, add the error term
+    torch.testing.assert_close(edited, literal.detach(), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="out of range"), sae_clamp(lm, sae, 64, 1.0):
         pass
 
@@ -303,3 +307,25 @@ def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
     assert added.meta["norms"][SITE] == pytest.approx(mean_diff(lm, pairs, [SITE]).meta["norms"][SITE], rel=1e-5)
     with pytest.raises(ValueError, match="reads resid_pre.1"):
         SAE_METHODS["sae_add"](lm, pairs, ["resid_pre.2"], sae=sae)
+
+
+@pytest.mark.embedded
+def test_clamp_keeps_the_default_model_exact_at_the_current_value():
+    from steerscope import load_model
+
+    lm = load_model("default")
+    sae = _random_sae(d_in=lm.d_model, d_sae=1152, k=32, site="resid_pre.10")
+    batch = lm.tokenize(["The cat sat on the mat and purred.", "A short one."])
+    with torch.no_grad():
+        base = lm.model(**batch).logits
+        f = sae.encode(capture(lm, batch, ["resid_pre.10"])["resid_pre.10"])
+        latent = int(f[0, -1].argmax())
+        mask = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+        mask[0, -1] = True
+        with sae_clamp(lm, sae, latent, float(f[0, -1, latent]), positions=mask):
+            same = lm.model(**batch).logits
+        with sae_clamp(lm, sae, latent, float(f[0, -1, latent]) + 50.0, positions=mask):
+            moved = lm.model(**batch).logits
+    torch.testing.assert_close(same, base, atol=1e-5, rtol=1e-5)
+    assert (moved[0, -1] - base[0, -1]).abs().max() > 1e-2
+    torch.testing.assert_close(moved[1], base[1], atol=1e-5, rtol=1e-5)

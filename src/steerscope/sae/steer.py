@@ -43,15 +43,14 @@ def clamp_fn(sae: SparseAutoencoder, latent: int, value: float, weights=None):
     """The edit `h -> clamped h`; `weights()` gives a bool [B, T] of positions to clamp (None: all)."""
 
     def clamp(h: Tensor) -> Tensor:
+        # decode(f') + (h - decode(f)) with f' = f except at `latent` equals h + (f'[latent] - f[latent]) W_dec[latent]
+        # (the decoder is linear); the second form leaves unclamped positions bit-exact instead of re-rounded.
         with torch.no_grad():
-            x = h.to(sae.W_dec.dtype)
-            f = sae.encode(x)
-            error = x - sae.decode(f)
-            target = torch.full_like(f[..., latent], float(value))
+            current = sae.encode(h)[..., latent]
+            target = torch.full_like(current, float(value))
             if weights is not None:
-                target = torch.where(weights().to(h.device), target, f[..., latent])
-            f[..., latent] = target
-            return (sae.decode(f) + error).to(h.dtype)
+                target = torch.where(weights().to(h.device), target, current)
+            return h + ((target - current).unsqueeze(-1) * sae.W_dec[latent]).to(h.dtype)
 
     return clamp
 
