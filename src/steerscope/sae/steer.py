@@ -18,7 +18,7 @@ from torch import Tensor
 from ..core.hooks import edit, track_positions
 from ..core.models import LoadedModel
 from ..core.positions import position_weights, validate_positions
-from ..steering.methods import mean_diff
+from ..steering.methods import _meta, mean_diff
 from ..steering.pairs import ContrastPair, dataset_hash
 from ..steering.vector import SteeringVector
 from .features import rank_latents, text_latents
@@ -86,14 +86,8 @@ def sae_add_vector(
     site = _site(sae, site)
     d = sae.direction(latent).float()
     d = d / d.norm() * (1.0 if norm is None else norm)
-    meta = {
-        "method": "sae_add",
-        "model": lm.name,
-        "fingerprint": lm.fingerprint(),
-        "d_model": lm.d_model,
-        "options": {"latent": int(latent), "d_sae": sae.d_sae, "architecture": sae.cfg.architecture},
-    }
-    return SteeringVector({site: d}, meta)
+    options = {"latent": int(latent), "d_sae": sae.d_sae, "architecture": sae.cfg.architecture}
+    return SteeringVector({site: d}, _meta(lm, "sae_add", [], "-", options))
 
 
 # --- the steering contract: fit(lm, pairs, sites, read, batch_size, seed, **options) -----------------
@@ -162,8 +156,7 @@ def fit_sae_clamp(
     sae = _as_sae(sae)
     site, chosen, info, pos_acts = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
     scale = float(pos_acts.max()) or 1.0
-    meta = {"method": "sae_clamp", "model": lm.name, "fingerprint": lm.fingerprint(), "n_pairs": len(pairs),
-            "dataset_hash": dataset_hash(list(pairs)), "read": read, "scale": scale, **info}
+    meta = {**_meta(lm, "sae_clamp", pairs, read, {"latent": chosen, "by": by}), "scale": scale, **info}
     return SAEClamp(sae, chosen, site, scale, meta)
 
 
