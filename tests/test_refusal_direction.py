@@ -202,3 +202,17 @@ def test_thinned_sweep_scores_only_the_asked_layers_and_positions(monkeypatch):
     assert len(scored) == n_scored(3, lm.n_layers, 1.0, layer_step=2, last_positions=1)
     with pytest.raises(ValueError, match="last_positions"):
         _select(lm, directions, last_positions=4)
+
+
+def test_baseline_induce_rule_compares_with_the_harmless_score(monkeypatch):
+    lm = tiny_model("llama", tokenizer=True)
+    monkeypatch.setattr("steerscope.refusal_direction.refusal_token_ids", lambda lm: [5])
+    directions = torch.randn(1, lm.n_layers, lm.d_model, generator=torch.Generator().manual_seed(6)).double()
+    sel = _select(lm, directions, kl_max=math.inf, induce_min="baseline", max_layer_frac=1.0)
+    harmless = sel.baseline["harmless_refusal_score"]
+    assert sel.rule["induce_min"] == harmless
+    for c in sel.candidates:
+        if c.bypass is not None:
+            assert (c.status in ("passed", "chosen")) == (c.induce > harmless)
+    with pytest.raises(ValueError, match="'baseline'"):
+        _select(lm, directions, induce_min="above")

@@ -17,7 +17,9 @@ def refusal(
     n_fit: int = typer.Option(0, help="train instructions of each kind to make candidates from (0: all but --n-val)"),
     kl_max: float = typer.Option(0.1, help="largest KL(clean || ablated) on harmless prompts a candidate may cause"),
     max_layer_frac: float = typer.Option(0.8, help="only layers below this fraction of the depth are candidates"),
-    induce_min: float = typer.Option(0.0, help="refusal score (log-odds) adding a candidate must exceed on harmless"),
+    induce_min: str = typer.Option(
+        "0", help="refusal score (log-odds) adding a candidate must exceed on harmless prompts, or 'baseline'"
+    ),
     layer_step: int = typer.Option(1, help="score every k-th layer only (for large models)"),
     last_positions: int = typer.Option(0, help="score only the last N post-instruction positions (0: all)"),
     max_new_tokens: int = typer.Option(48, help="tokens generated per test completion (greedy)"),
@@ -43,7 +45,7 @@ def refusal(
         n_fit=n_fit or None,
         kl_max=kl_max,
         max_layer_frac=max_layer_frac,
-        induce_min=induce_min,
+        induce_min=induce_min if induce_min == "baseline" else float(induce_min),
         layer_step=layer_step,
         last_positions=last_positions or None,
         max_new_tokens=max_new_tokens,

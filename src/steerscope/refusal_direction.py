@@ -10,7 +10,9 @@ Selection rule (published practice, with its defaults):
 - *bypass*: the mean refusal score on validation harmful prompts when the candidate is projected out of
   every residual write (every layer, every position); lower is better;
 - *induce*: the mean refusal score on validation harmless prompts when the candidate is added at its own
-  `resid_pre.l` (every position, coefficient 1); a candidate must make it positive (above `induce_min`);
+  `resid_pre.l` (every position, coefficient 1); a candidate must make it positive (above `induce_min`;
+  `induce_min="baseline"` asks only that it rise above the harmless prompts' own score, for models that
+  barely refuse, where no single direction makes refusal more likely than not);
 - *KL*: mean KL(clean || ablated) of the last-position next-token distribution on validation harmless
   prompts; a candidate must stay below `kl_max` (0.1);
 - layers in the last `1 - max_layer_frac` (20%) of the model are excluded (directions there are too close
@@ -168,7 +170,7 @@ def select_direction(
     val_harmless: Sequence[str],
     kl_max: float = 0.1,
     max_layer_frac: float = 0.8,
-    induce_min: float = 0.0,
+    induce_min: float | str = 0.0,
     layer_step: int = 1,
     last_positions: int | None = None,
     batch_size: int = 16,
@@ -191,6 +193,10 @@ def select_direction(
         "harmless_refusal_score": float(refusal_scores(harmless_clean, tokens).mean()),
     }
     kept = _scored_layers(lm.n_layers, max_layer_frac, layer_step)
+    if induce_min == "baseline":
+        induce_min = baseline["harmless_refusal_score"]
+    elif isinstance(induce_min, str):
+        raise ValueError(f"induce_min must be a number or 'baseline', got {induce_min!r}")
     first_swept = n_pos - _swept_positions(n_pos, last_positions)
     # e.g. resid_pre.0 at a template token is the same embedding for every prompt: a difference of ~1e-16
     tiny_scale = float(directions.norm(dim=-1).max())

@@ -59,7 +59,7 @@ class RefusalRun:
     n_fit: int | None = None  # train instructions of each kind the candidates are made from (None: all but n_val)
     kl_max: float = 0.1
     max_layer_frac: float = 0.8
-    induce_min: float = 0.0
+    induce_min: float | str = 0.0  # or 'baseline': the harmless prompts' own refusal score
     layer_step: int = 1
     last_positions: int | None = None
     max_new_tokens: int = 48
@@ -133,6 +133,22 @@ def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: 
     )
 
 
+def _nothing_passed(selection, run: RefusalRun, table: Path) -> str:
+    scored = [c for c in selection.candidates if c.bypass is not None]
+    base = selection.baseline
+    best_induce = max((c.induce for c in scored), default=float("nan"))
+    least_kl = min((c.kl for c in scored), default=float("nan"))
+    return (
+        f"no candidate passed the selection filters (ablation KL < {run.kl_max:g} on harmless prompts, addition "
+        f"raises the harmless refusal score above {selection.rule['induce_min']:.3g}, "
+        f"layer < {run.max_layer_frac:g} L). "
+        f"Refusal scores without intervention: harmful {base['harmful_refusal_score']:.3g}, harmless "
+        f"{base['harmless_refusal_score']:.3g}; the best addition reached {best_induce:.3g}, the smallest ablation KL "
+        f"was {least_kl:.3g}. A model that barely refuses never passes the published 'above 0' rule: "
+        f"--induce-min baseline asks only for a rise above the harmless score. Scores: {table}"
+    )
+
+
 def _rate(completions: list[str]) -> dict:
     flags = np.asarray([is_refusal(c) for c in completions], dtype=float)
     lo, hi = bootstrap_mean_ci(flags)
@@ -186,11 +202,7 @@ def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, 
         )
         chosen = selection.chosen
         if chosen is None:
-            raise RuntimeError(
-                f"no candidate passed the selection filters (KL < {run.kl_max:g}, addition induces refusal, layer < "
-                f"{run.max_layer_frac:g} L); see {folder.path('candidates.csv')} and relax --kl-max or "
-                "--max-layer-frac if that is what you want"
-            )
+            raise RuntimeError(_nothing_passed(selection, run, folder.path("candidates.csv")))
         site = f"resid_pre.{chosen.layer}"
         r = directions[chosen.position + directions.shape[0], chosen.layer].float()
         vector = SteeringVector(
