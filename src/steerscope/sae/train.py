@@ -210,7 +210,8 @@ def train_sae(
         "steps": total,
         "train_tokens": tokens_used,
         "train_seconds": round(seconds, 1),
-        "flops_estimate": flops_estimate(lm, lm_site, d_sae, tokens_used),
+        "activations_read": n_train * per_seq,
+        "flops_estimate": flops_estimate(lm, lm_site, d_sae, n_train * per_seq, tokens_used),
         "losses": losses,
         "dead_fraction_train": float((since_fired > cfg.dead_tokens).float().mean()),
         "eval": evaluate_sae(lm, sae, eval_ids, cfg.model_batch),
@@ -222,13 +223,15 @@ def train_sae(
     return result
 
 
-def flops_estimate(lm: LoadedModel, site: str, d_sae: int, tokens: int) -> dict:
-    """Rough FLOPs: 2 x (block parameters up to the site's layer) per token for the model's forward,
-    plus 12 x d_in x d_sae per token for the SAE's dense encoder and decoder, forward and backward."""
-    layer = int(site.rsplit(".", 1)[1]) if site.rsplit(".", 1)[-1].isdigit() else lm.n_layers
-    block_params = sum(p.numel() for blk in list(lm.blocks)[: layer + 1] for p in blk.parameters())
-    model = 2 * block_params * tokens
-    sae = 12 * lm.d_model * d_sae * tokens
+def flops_estimate(lm: LoadedModel, site: str, d_sae: int, model_tokens: int, sae_tokens: int) -> dict:
+    """Rough FLOPs: 2 x (parameters of the blocks run before the site is read) per token read from the model
+    (attention's quadratic term left out), plus 12 x d_in x d_sae per training activation for the SAE's dense
+    encoder and decoder, forward and backward."""
+    kind, _, layer = site.rpartition(".")
+    blocks = lm.n_layers if not layer.isdigit() else int(layer) + (0 if kind == "resid_pre" else 1)
+    block_params = sum(p.numel() for blk in list(lm.blocks)[:blocks] for p in blk.parameters())
+    model = 2 * block_params * model_tokens
+    sae = 12 * lm.d_model * d_sae * sae_tokens
     return {"model_forward": float(model), "sae_train": float(sae), "total": float(model + sae)}
 
 
