@@ -8,15 +8,12 @@ de-duplicated; nothing that fails validation is kept.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.endpoint import ChatEndpoint
 from .pairs import ContrastPair
 
 TOPICS = [
@@ -58,7 +55,6 @@ PROMPT = (
 EXAMPLE = ("Could you please help me find the bread, thank you so much.", "Find me the bread, now.")
 PREFILL = "POSITIVE:"
 
-ENV_URL, ENV_KEY, ENV_MODEL = "STEERSCOPE_LLM_URL", "STEERSCOPE_LLM_KEY", "STEERSCOPE_LLM_MODEL"
 _LINE = re.compile(r"^\s*\**\s*(POSITIVE|NEGATIVE)\s*\**\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -116,45 +112,14 @@ class LocalWriter:
 class EndpointWriter:
     """Writes replies through an OpenAI-compatible /chat/completions endpoint."""
 
-    url: str
-    key: str
-    model: str
-    temperature: float = 0.8
-    timeout: float = 60.0
+    endpoint: ChatEndpoint
 
     @classmethod
     def from_env(cls) -> EndpointWriter:
-        url, key, model = os.environ.get(ENV_URL), os.environ.get(ENV_KEY), os.environ.get(ENV_MODEL)
-        if not url or not model:
-            raise ValueError(
-                f"the endpoint writer needs {ENV_URL} (e.g. https://api.openai.com/v1) and {ENV_MODEL} in the "
-                f"environment, and {ENV_KEY} if the endpoint wants a key"
-            )
-        return cls(url=url.rstrip("/"), key=key or "", model=model)
+        return cls(ChatEndpoint.from_env("the endpoint writer", temperature=0.8))
 
     def __call__(self, prompts: list[str], seed: int) -> list[str]:
-        return [self._one(p, seed + i) for i, p in enumerate(prompts)]
-
-    def _one(self, prompt: str, seed: int) -> str:
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": self.temperature,
-            "seed": seed,
-        }
-        headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        request = urllib.request.Request(f"{self.url}/chat/completions", json.dumps(body).encode(), headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.loads(response.read())
-        except (urllib.error.URLError, TimeoutError) as exc:
-            raise ConnectionError(f"the endpoint {self.url} did not answer: {exc}") from exc
-        try:
-            return payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ValueError(f"unexpected reply from {self.url}: {str(payload)[:200]}") from exc
+        return [self.endpoint.chat(p, seed + i) for i, p in enumerate(prompts)]
 
 
 def generate_pairs(
