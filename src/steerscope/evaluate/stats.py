@@ -35,3 +35,18 @@ def bootstrap_statistic(
     per_unit = np.asarray(per_unit, dtype=np.float64)
     idx = bootstrap_indices(per_unit.shape[0], n_boot, seed)
     return statistic(per_unit[idx].mean(axis=1))
+
+
+def bootstrap_two_level_ci(
+    values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Interval of the grand mean of `values` [n_groups, n_items] (e.g. seeds x prompts), resampling both
+    groups and items with replacement (the same item draw for every group of a replicate: items are paired).
+    NaN entries are ignored in each mean."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"expected a [groups, items] array, got shape {values.shape}")
+    groups = bootstrap_indices(values.shape[0], n_boot, seed)
+    items = bootstrap_indices(values.shape[1], n_boot, seed + 1)
+    means = np.array([np.nanmean(values[g][:, i]) for g, i in zip(groups, items, strict=True)])
+    return percentile_interval(means, level)
