@@ -1,0 +1,148 @@
+"""A results store that survives a crash: SQLite, one transaction per measured cell.
+
+A cell is one (model, method, site, coefficient, n_pairs, seed, dataset, split). Writing a cell stores
+one row per metric (mean value, bootstrap interval over items, the per-item values as JSON) and the
+cell's completions, all in one transaction: after a crash a cell is either fully there or absent, so
+a rerun that skips finished cells loses nothing and duplicates nothing ((cell, metric) is the key).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .stats import bootstrap_mean_ci
+
+CELL_FIELDS = ("model", "method", "site", "coefficient", "n_pairs", "seed", "dataset", "split")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    cell TEXT NOT NULL, model TEXT, method TEXT, site TEXT, coefficient REAL, n_pairs INTEGER, seed INTEGER,
+    dataset TEXT, split TEXT, metric TEXT NOT NULL, value REAL, ci_low REAL, ci_high REAL, n_items INTEGER,
+    items TEXT, PRIMARY KEY (cell, metric));
+CREATE TABLE IF NOT EXISTS samples (cell TEXT PRIMARY KEY, texts TEXT);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+class SettingsMismatchError(ValueError):
+    """A store written with other settings than the sweep that wants to resume it."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one measurement is of."""
+
+    model: str
+    method: str
+    site: str
+    coefficient: float
+    n_pairs: int
+    seed: int
+    dataset: str
+    split: str
+
+    @property
+    def key(self) -> str:
+        return json.dumps([*astuple(self)[:3], float(self.coefficient), *astuple(self)[4:]])
+
+
+def _summary(values: np.ndarray, n_boot: int) -> tuple[float, float, float]:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = bootstrap_mean_ci(finite, n_boot=n_boot) if len(finite) > 1 else (float(finite[0]),) * 2
+    return float(finite.mean()), lo, hi
+
+
+class ResultStore:
+    """Open (or create) a store; use as a context manager or call close()."""
+
+    def __init__(self, path: str | Path, n_boot: int = 1000):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.n_boot = n_boot
+        self.conn = sqlite3.connect(self.path)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(_SCHEMA)
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- settings --------------------------------------------------------------------------------
+
+    def check_settings(self, settings: Mapping) -> None:
+        """Record the settings that shape every value; refuse to mix results made with other settings."""
+        rows = dict(self.conn.execute("SELECT name, value FROM settings"))
+        new = {k: json.dumps(v, sort_keys=True) for k, v in settings.items()}
+        if not rows:
+            with self.conn:
+                self.conn.executemany("INSERT INTO settings VALUES (?, ?)", new.items())
+            return
+        changed = [k for k in sorted(set(rows) | set(new)) if rows.get(k) != new.get(k)]
+        if changed:
+            detail = "; ".join(f"{k}: stored {rows.get(k)} vs now {new.get(k)}" for k in changed)
+            raise SettingsMismatchError(
+                f"{self.path} holds results made with other settings ({detail}); use another output folder, "
+                "or restore the old settings to resume"
+            )
+
+    def settings(self) -> dict:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT name, value FROM settings")}
+
+    # --- cells -----------------------------------------------------------------------------------
+
+    def done(self) -> set[str]:
+        """Keys of the cells already stored."""
+        return {row[0] for row in self.conn.execute("SELECT DISTINCT cell FROM results")}
+
+    def write(self, cell: Cell, metrics: Mapping[str, Sequence[float]], texts: Sequence[str] | None = None) -> None:
+        """Store a cell's metrics (per-item values) and completions in one transaction."""
+        if not metrics:
+            raise ValueError(f"cell {cell.key} has no metrics to store")
+        rows = []
+        for name, values in metrics.items():
+            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+            mean, lo, hi = _summary(arr, self.n_boot)
+            items = json.dumps([None if not np.isfinite(v) else round(float(v), 6) for v in arr])
+            rows.append((cell.key, *astuple(cell), name, mean, lo, hi, int(np.isfinite(arr).sum()), items))
+        with self.conn:
+            self.conn.executemany(f"INSERT INTO results VALUES ({', '.join('?' * 15)})", rows)
+            if texts is not None:
+                self.conn.execute("INSERT INTO samples VALUES (?, ?)", (cell.key, json.dumps(list(texts))))
+
+    def rows(self, **where) -> list[dict]:
+        """Result rows (dicts; `items` decoded), filtered by equality on any column."""
+        unknown = set(where) - {*CELL_FIELDS, "metric", "cell"}
+        if unknown:
+            raise ValueError(f"cannot filter on {sorted(unknown)}; columns: {', '.join((*CELL_FIELDS, 'metric'))}")
+        clause = " AND ".join(f"{k} = ?" for k in where)
+        query = "SELECT * FROM results" + (f" WHERE {clause}" if clause else "") + " ORDER BY rowid"
+        cur = self.conn.execute(query, tuple(where.values()))
+        names = [d[0] for d in cur.description]
+        out = []
+        for values in cur:
+            row = dict(zip(names, values, strict=True))
+            row["items"] = [np.nan if v is None else v for v in json.loads(row["items"])]
+            out.append(row)
+        return out
+
+    def texts(self, cell: Cell) -> list[str] | None:
+        found = self.conn.execute("SELECT texts FROM samples WHERE cell = ?", (cell.key,)).fetchone()
+        return None if found is None else json.loads(found[0])
+
+
+def cell_of(row: Mapping) -> Cell:
+    """The Cell a result row belongs to."""
+    return Cell(**{k: row[k] for k in CELL_FIELDS})

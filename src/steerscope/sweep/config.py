@@ -1,0 +1,178 @@
+"""Sweep configuration from a TOML or YAML file.
+
+Top-level keys (lists are swept): models, methods, sites, coefficients, n_pairs, seeds, datasets,
+baselines, random_n_pairs, method_options, reference_method, n_boot, dtype, device; tables [generation],
+[selection], [side_effects] and [datasets.NAME] for datasets of your own (see sweep/datasets.py).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..steering.methods import METHODS
+
+BASELINES = ("unsteered", "prompting", "random")
+
+
+class ConfigError(ValueError):
+    """A sweep configuration that cannot be run; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """How completions are generated (the same for every cell)."""
+
+    max_new_tokens: int = 30
+    repetition_penalty: float = 1.3
+    do_sample: bool = False
+    temperature: float = 1.0
+    seed: int = 0
+    batch_size: int = 24
+
+
+@dataclass(frozen=True)
+class SelectionSpec:
+    """The coefficient (and site) of a method is the one with the largest validation effect among those
+    whose mean fluency cost (nats/token over the unsteered completions) is at most `max_fluency_cost`;
+    if none qualifies, the one with the smallest fluency cost."""
+
+    max_fluency_cost: float = 1.0
+
+
+@dataclass(frozen=True)
+class SideEffectSpec:
+    """Natural text for delta CE / KL with the intervention on (measured on test cells)."""
+
+    enabled: bool = True
+    source: str = "wikipedia"
+    n: int = 16
+    seq_len: int = 64
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    sites: list[str]
+    coefficients: list[float]
+    n_pairs: list[int]
+    models: list[str] = field(default_factory=lambda: ["default"])
+    methods: list[str] = field(default_factory=lambda: ["mean_diff"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    datasets: list[str] = field(default_factory=lambda: ["sentiment"])
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    random_n_pairs: int = 0  # 0: the largest n_pairs
+    method_options: dict = field(default_factory=dict)  # {method: {option: value}}, e.g. {probe = {C = 0.1}}
+    reference_method: str = "mean_diff"  # its chosen coefficient is where methods are compared at matched norm
+    n_boot: int = 1000
+    dtype: str = "float32"
+    device: str = "cpu"
+    generation: GenerationSpec = field(default_factory=GenerationSpec)
+    selection: SelectionSpec = field(default_factory=SelectionSpec)
+    side_effects: SideEffectSpec = field(default_factory=SideEffectSpec)
+    custom_datasets: dict = field(default_factory=dict)
+
+    @property
+    def random_pairs(self) -> int:
+        return self.random_n_pairs or max(self.n_pairs)
+
+    def settings(self) -> dict:
+        """What shapes every measured value; a store refuses to be resumed with different settings."""
+        d = asdict(self)
+        keys = ("generation", "selection", "side_effects", "n_boot", "dtype", "custom_datasets", "method_options")
+        return {k: d[k] for k in keys}
+
+
+_TABLES = {"generation": GenerationSpec, "selection": SelectionSpec, "side_effects": SideEffectSpec}
+
+
+def _table(cls, data, name: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{name}]; allowed: {', '.join(sorted(allowed))}")
+    return cls(**data)
+
+
+def _as_list(value, key: str) -> list:
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ConfigError(f"'{key}' is an empty list; give at least one value")
+        return list(value)
+    return [value]
+
+
+def parse_config(data: dict, where: str = "config") -> SweepConfig:
+    """Validate a parsed config mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys at the top level")
+    data = dict(data)
+    allowed = {f.name for f in fields(SweepConfig)} - {"custom_datasets"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    for key in ("sites", "coefficients", "n_pairs"):
+        if key not in data:
+            raise ConfigError(f"{where}: '{key}' is required (e.g. sites = [\"resid_pre.10\"])")
+    kwargs = {}
+    for key, cls in _TABLES.items():
+        if key in data:
+            kwargs[key] = _table(cls, data.pop(key), key)
+    datasets = data.pop("datasets", ["sentiment"])
+    custom = {}
+    if isinstance(datasets, dict):  # [datasets.NAME] tables
+        custom = {name: spec for name, spec in datasets.items() if isinstance(spec, dict) and spec}
+        datasets = list(datasets)
+    for key in ("models", "methods", "sites", "coefficients", "n_pairs", "seeds", "baselines"):
+        if key in data:
+            data[key] = _as_list(data[key], key)
+    config = SweepConfig(**data, **kwargs, datasets=_as_list(datasets, "datasets"), custom_datasets=custom)
+    _check(config, where)
+    return config
+
+
+def _check(c: SweepConfig, where: str) -> None:
+    bad = [m for m in c.methods if m not in METHODS or m == "random"]
+    if bad:
+        names = ", ".join(m for m in METHODS if m != "random")
+        raise ConfigError(f"{where}: unknown method(s) {bad}; methods: {names} (random is a baseline)")
+    bad = [b for b in c.baselines if b not in BASELINES]
+    if bad:
+        raise ConfigError(f"{where}: unknown baseline(s) {bad}; baselines: {', '.join(BASELINES)}")
+    if any(not isinstance(n, int) or n < 1 for n in c.n_pairs):
+        raise ConfigError(f"{where}: n_pairs must be positive integers, got {c.n_pairs}")
+    if any(not isinstance(x, int | float) or x <= 0 for x in c.coefficients):
+        raise ConfigError(f"{where}: coefficients must be positive numbers (0 is the unsteered baseline)")
+    if not isinstance(c.method_options, dict) or set(c.method_options) - set(METHODS):
+        raise ConfigError(f"{where}: method_options must be a table keyed by method name ({', '.join(METHODS)})")
+    if c.reference_method not in c.methods:
+        raise ConfigError(
+            f"{where}: reference_method {c.reference_method!r} is not among the swept methods {c.methods}"
+        )
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read a .toml, .yaml or .yml sweep configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no sweep config at {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    else:
+        raise ConfigError(f"{path}: unknown config format; use .toml, .yaml or .yml")
+    return parse_config(data, str(path))

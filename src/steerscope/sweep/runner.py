@@ -1,0 +1,292 @@
+"""Run a sweep: fit vectors on pair subsets, measure every setting on validation prompts, choose, and
+measure the chosen settings on test prompts; every measured cell goes to the results store at once.
+
+Order per model and dataset: (1) the unsteered and prompting baselines on both splits; then for each
+n_pairs in turn (so an interrupted sweep holds finished curves for the smaller n): (2) for every method
+(the reference method first), seed, site and coefficient, a validation cell; (3) selection from
+validation rows only; (4) test cells at each site's chosen coefficient and at the reference method's
+chosen coefficient for the same n (the matched-norm comparison), with side effects on natural text.
+Pair subsets: seed s and n pairs take the first n of numpy default_rng(s).permutation of the train
+pairs (so subsets are nested in n). actadd is defined on one pair (n_pairs 1 only); pca and probe need
+two or more. The random baseline is a random direction with the norm of mean_diff from
+`random_n_pairs` pairs, one direction per seed.
+A rerun skips every cell already stored, so an interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+
+from ..core.generate import generate_text
+from ..core.io import write_json
+from ..core.models import LoadedModel, load_model
+from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
+from ..evaluate.store import Cell, ResultStore
+from ..report.depth import progress_bar
+from ..steering.methods import fit, random_direction
+from ..steering.pairs import ContrastPair
+from ..steering.vector import SteeringVector
+from .config import SweepConfig
+from .datasets import ConceptTask, get_task
+from .protocol import select
+
+STORE_NAME = "results.sqlite"
+NO_SITE = "-"
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    method: str
+    n_pairs: int
+    seed: int
+
+
+def pair_subset(pairs: list[ContrastPair], n: int, seed: int) -> list[ContrastPair]:
+    """The first n pairs of a seeded permutation (nested in n for a fixed seed)."""
+    if n > len(pairs):
+        raise ValueError(f"asked for {n} pairs but the train split has {len(pairs)}; lower n_pairs")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return [pairs[int(i)] for i in order[:n]]
+
+
+def vector_specs(config: SweepConfig) -> list[VectorSpec]:
+    """Every (method, n_pairs, seed) the sweep fits, the random baseline last."""
+    specs = [
+        VectorSpec(m, n, s)
+        for m in config.methods
+        for n in config.n_pairs
+        if not (m == "actadd" and n != 1) and not (m in ("pca", "probe") and n < 2)
+        for s in config.seeds
+    ]
+    if "random" in config.baselines:
+        specs += [VectorSpec("random", config.random_pairs, s) for s in config.seeds]
+    return specs
+
+
+def _fit(
+    lm: LoadedModel, spec: VectorSpec, pairs: list[ContrastPair], sites: list[str], options: dict
+) -> SteeringVector:
+    subset = pair_subset(pairs, spec.n_pairs, spec.seed)
+    if spec.method == "random":
+        return random_direction(lm, subset, sites, seed=spec.seed, batch_size=16)
+    return fit(spec.method, lm, subset, sites, seed=spec.seed, batch_size=16, **options.get(spec.method, {}))
+
+
+def _at_site(vector: SteeringVector, site: str) -> SteeringVector:
+    return SteeringVector({site: vector.vectors[site]}, dict(vector.meta))
+
+
+class SweepRunner:
+    """State of one sweep run; `run()` does the work."""
+
+    def __init__(
+        self,
+        config: SweepConfig,
+        out: str | Path,
+        console: Console | None = None,
+        on_cell: Callable[[Cell], None] | None = None,
+        models: dict[str, LoadedModel] | None = None,
+    ):
+        self.config = config
+        self.out = Path(out)
+        self.console = console or Console()
+        self.on_cell = on_cell
+        self.preloaded = models or {}
+        self.store = ResultStore(self.out / STORE_NAME, n_boot=config.n_boot)
+        tasks = {name: get_task(name, config.custom_datasets) for name in config.datasets}
+        defined = {name: {**asdict(t), "split_prompts": t.split_prompts()} for name, t in tasks.items()}
+        self.store.check_settings({**config.settings(), "datasets": defined})
+        write_json(self.out / "config.json", asdict(config))
+        self.done = self.store.done()
+        self.selections: dict[str, dict] = {}
+
+    # --- measuring one cell -------------------------------------------------------------------------
+
+    def _generate(self, lm: LoadedModel, prompts: list[str]) -> list[str]:
+        g = self.config.generation
+        out: list[str] = []
+        for start in range(0, len(prompts), g.batch_size):
+            out += generate_text(
+                lm,
+                prompts[start : start + g.batch_size],
+                max_new_tokens=g.max_new_tokens,
+                do_sample=g.do_sample,
+                temperature=g.temperature,
+                seed=g.seed,
+                repetition_penalty=g.repetition_penalty,
+            )
+        return out
+
+    def _measure(
+        self,
+        cell: Cell,
+        lm: LoadedModel,
+        task: ConceptTask,
+        prompts: list[str],
+        intervention: Callable[[], AbstractContextManager],
+        base_ce: np.ndarray | None,
+        shown: list[str] | None = None,
+        side_effects: SideEffectProbe | None = None,
+    ) -> None:
+        """Generate under the intervention, score, and store the cell (skipped when already stored)."""
+        if cell.key in self.done:
+            return
+        with intervention():
+            texts = self._generate(lm, shown or prompts)
+        metrics = dict(task.score(texts))
+        ce = completion_cross_entropy(lm, prompts, texts)
+        metrics["fluency_ce"] = ce
+        metrics["fluency_cost"] = ce - (ce if base_ce is None else base_ce)
+        if side_effects is not None:
+            metrics.update(side_effects.measure(intervention))
+        self.store.write(cell, metrics, texts)
+        self.done.add(cell.key)
+        self._advance(cell)
+
+    def _advance(self, cell: Cell) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task_id)
+        if self.on_cell is not None:
+            self.on_cell(cell)
+
+    # --- the sweep ----------------------------------------------------------------------------------
+
+    def planned_cells(self) -> int:
+        c = self.config
+        per_dataset = 2 * (1 + ("prompting" in c.baselines))
+        specs = len(vector_specs(c))
+        per_dataset += specs * len(c.sites) * len(c.coefficients) + specs * len(c.sites)  # test: at least one each
+        return per_dataset * len(c.datasets) * len(c.models)
+
+    def run(self) -> Path:
+        """Run (or resume) the whole sweep; returns the store's path."""
+        with progress_bar(self.console) as progress:
+            self.progress = progress
+            self.task_id = progress.add_task("sweep", total=self.planned_cells(), completed=len(self.done))
+            for model in self.config.models:
+                lm = self.preloaded.get(model) or load_model(model, dtype=self.config.dtype, device=self.config.device)
+                probe = self._side_effect_probe(lm)
+                for dataset in self.config.datasets:
+                    self._run_dataset(model, lm, get_task(dataset, self.config.custom_datasets), probe)
+        self.progress = None
+        self.store.close()
+        return self.out / STORE_NAME
+
+    progress: Progress | None = None
+    task_id: int = 0
+
+    def _side_effect_probe(self, lm: LoadedModel) -> SideEffectProbe | None:
+        s = self.config.side_effects
+        if not s.enabled:
+            return None
+        return SideEffectProbe.prepare(lm, s.source, s.n, s.seq_len, s.batch_size, s.seed)
+
+    def _baseline_ce(self, model: str, dataset: str, split: str) -> np.ndarray:
+        rows = self.store.rows(model=model, dataset=dataset, split=split, method="unsteered", metric="fluency_ce")
+        return np.asarray(rows[0]["items"], dtype=np.float64)
+
+    def _run_dataset(self, model: str, lm: LoadedModel, task: ConceptTask, probe: SideEffectProbe | None) -> None:
+        c = self.config
+        prompts = task.split_prompts()
+        pairs = task.train_pairs()
+        self.progress.update(self.task_id, description=f"{model} / {task.name}: baselines")
+        base_ce = {}
+        for split, ps in prompts.items():
+            cell = Cell(model, "unsteered", NO_SITE, 0.0, 0, 0, task.name, split)
+            self._measure(cell, lm, task, ps, nullcontext, None)
+            base_ce[split] = self._baseline_ce(model, task.name, split)
+            if "prompting" in c.baselines:
+                cell = Cell(model, "prompting", NO_SITE, 0.0, 0, 0, task.name, split)
+                shown = task.prompted(lm.tokenizer, ps)
+                self._measure(cell, lm, task, ps, nullcontext, base_ce[split], shown=shown)
+        specs = vector_specs(c)
+        vectors: dict[VectorSpec, SteeringVector] = {}
+
+        def vector(spec: VectorSpec) -> SteeringVector:
+            if spec not in vectors:
+                vectors[spec] = _fit(lm, spec, pairs, c.sites, c.method_options)
+            return vectors[spec]
+
+        def cell(spec: VectorSpec, site: str, coef: float, split: str) -> Cell:
+            return Cell(model, spec.method, site, float(coef), spec.n_pairs, spec.seed, task.name, split)
+
+        for _n, group in _by_n_pairs(specs, c.reference_method):
+            for spec in group:
+                self.progress.update(self.task_id, description=f"{model} / {task.name}: validation {_label(spec)}")
+                for site, coef in self._grid():
+                    todo = cell(spec, site, coef, "validation")
+                    if todo.key not in self.done:
+                        v = _at_site(vector(spec), site)
+                        applier = _applier(lm, v, coef)
+                        self._measure(todo, lm, task, prompts["validation"], applier, base_ce["validation"])
+            choices = select(
+                self.store.rows(model=model, dataset=task.name, split="validation"),
+                task.effect_metric,
+                c.selection.max_fluency_cost,
+            )
+            self.selections[f"{model} / {task.name}"] = _choices_json(choices)
+            write_json(self.out / "selection.json", self.selections)
+            for spec in group:
+                self.progress.update(self.task_id, description=f"{model} / {task.name}: test {_label(spec)}")
+                for site in c.sites:
+                    for coef in self._test_coefficients(choices["per_site"], model, task.name, spec, site):
+                        todo = cell(spec, site, coef, "test")
+                        if todo.key not in self.done:
+                            v = _at_site(vector(spec), site)
+                            applier = _applier(lm, v, coef)
+                            self._measure(todo, lm, task, prompts["test"], applier, base_ce["test"], side_effects=probe)
+            for spec in group:
+                vectors.pop(spec, None)
+
+    def _grid(self) -> Iterator[tuple[str, float]]:
+        for site in self.config.sites:
+            for coef in self.config.coefficients:
+                yield site, float(coef)
+
+    def _test_coefficients(self, per_site: dict, model: str, dataset: str, spec: VectorSpec, site: str) -> list:
+        """The method's own choice at this site, and the reference method's (matched norm) at the same n."""
+        coefs = []
+        own = per_site.get((model, dataset, spec.method, spec.n_pairs, site))
+        if own is not None:
+            coefs.append(own.coefficient)
+        ref = per_site.get((model, dataset, self.config.reference_method, spec.n_pairs, site))
+        if ref is not None and ref.coefficient not in coefs:
+            coefs.append(ref.coefficient)
+        if self.progress is not None and len(coefs) > 1:
+            task = self.progress.tasks[self.task_id]
+            self.progress.update(self.task_id, total=task.total + len(coefs) - 1)
+        return coefs
+
+
+def _by_n_pairs(specs: list[VectorSpec], reference: str) -> list[tuple[int, list[VectorSpec]]]:
+    """Specs grouped by n_pairs (ascending), the reference method first and the random baseline last."""
+    rank = lambda s: (s.method != reference, s.method == "random")  # noqa: E731
+    groups = sorted({s.n_pairs for s in specs})
+    return [(n, sorted((s for s in specs if s.n_pairs == n), key=rank)) for n in groups]
+
+
+def _applier(lm: LoadedModel, vector: SteeringVector, coef: float) -> Callable[[], AbstractContextManager]:
+    return lambda: vector.apply(lm, coef)
+
+
+def _label(spec: VectorSpec) -> str:
+    return f"{spec.method} n={spec.n_pairs} seed={spec.seed}"
+
+
+def _choices_json(choices: dict) -> dict:
+    return {
+        kind: [{"setting": list(key), **asdict(choice)} for key, choice in table.items()]
+        for kind, table in choices.items()
+    }
+
+
+def run_sweep(config: SweepConfig, out: str | Path, **kwargs) -> Path:
+    """Run or resume a sweep into the folder `out` (results.sqlite, config.json, selection.json)."""
+    return SweepRunner(config, out, **kwargs).run()
