@@ -97,6 +97,7 @@ def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: s
 from . import cli_demo, cli_depth, cli_orthogonalize, cli_refusal, cli_steering  # noqa: E402  (registers their commands)
 
 __all__ = ["app", "cli_demo", "cli_depth", "cli_orthogonalize", "cli_refusal", "cli_steering"]
+from . import cli_sweep  # noqa: E402, F401, I001  (registers sweep and report)
 from . import cli_maze  # noqa: E402, F401  (registers the maze commands)
 from . import cli_sae  # noqa: E402, F401  (registers the sae commands)
 

@@ -1,0 +1,306 @@
+"""`steerscope report RESULTS`: figures, tables and a page from a sweep's results store.
+
+Every number comes from test cells at the settings chosen on validation rows (the same `select` the
+sweep used), with two-level bootstrap intervals over seeds (pair subsets) and prompts. Writes into
+RESULTS/report/: summary.csv (effect and costs per method and n_pairs), comparison.csv (methods at the
+reference method's coefficient: matched norm), baselines.csv, selection.csv, report.json, the figures
+sample_complexity.png, tradeoff.png, layer_sweep.png, and index.html.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from ..core.io import atomic_write_text, write_csv, write_json
+from ..evaluate.store import ResultStore
+from ..sweep.datasets import get_task
+from ..sweep.protocol import FLUENCY, SIDE_EFFECTS, cells_at, select, summarize_cells
+from ..sweep.runner import STORE_NAME
+from . import html
+from .sweep_figures import layer_figure, sample_complexity_figure, tradeoff_figure
+
+BASELINE_METHODS = ("unsteered", "prompting")
+EXAMPLES = 4
+
+
+def _store_path(results: str | Path) -> Path:
+    results = Path(results)
+    path = results / STORE_NAME if results.is_dir() else results
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep results at {path}; give the folder a sweep wrote (it holds {STORE_NAME})")
+    return path
+
+
+def _flat(prefix: str, summary: dict | None) -> dict:
+    if not summary:
+        return {prefix: None, f"{prefix}_lo": None, f"{prefix}_hi": None}
+    return {prefix: summary["value"], f"{prefix}_lo": summary["ci"][0], f"{prefix}_hi": summary["ci"][1]}
+
+
+class _Group:
+    """The rows of one model and dataset, and what was chosen for it."""
+
+    def __init__(self, model: str, dataset: str, rows: list[dict], settings: dict, reference: str, n_boot: int):
+        self.model, self.dataset, self.n_boot, self.reference = model, dataset, n_boot, reference
+        self.task = get_task(dataset, settings.get("custom_datasets"))
+        self.effect = self.task.effect_metric
+        self.validation = [r for r in rows if r["split"] == "validation"]
+        self.test = [r for r in rows if r["split"] == "test"]
+        limit = settings.get("selection", {}).get("max_fluency_cost", 1.0)
+        chosen = select(self.validation, self.effect, limit)  # baselines have nothing to choose: drop them
+        self.choices = {
+            kind: {k: v for k, v in t.items() if k[2] not in BASELINE_METHODS} for kind, t in chosen.items()
+        }
+        self.metrics = [self.effect, FLUENCY, *SIDE_EFFECTS, *(["sentiment"] if self.effect == "positive" else [])]
+
+    def measured(self, method: str, n: int, site: str, coefficient: float) -> dict:
+        rows = cells_at(self.test, method=method, n_pairs=n, site=site, coefficient=coefficient)
+        return summarize_cells([r for v in rows.values() for r in v], self.metrics, self.n_boot)
+
+    def chosen(self) -> list[dict]:
+        """Per method and n_pairs: the chosen site and coefficient and the test numbers there."""
+        out = []
+        for (model, dataset, method, n), best in sorted(self.choices["best"].items(), key=lambda kv: kv[0][2:]):
+            if (model, dataset) != (self.model, self.dataset):
+                continue
+            coef = self.choices["per_site"][(model, dataset, method, n, best.site)].coefficient
+            out.append(
+                {
+                    "method": method,
+                    "n_pairs": n,
+                    "site": best.site,
+                    "coefficient": coef,
+                    "validation_effect": best.effect,
+                    "validation_fluency_cost": best.fluency_cost,
+                    "within_fluency_limit": best.qualified,
+                    **self.measured(method, n, best.site, coef),
+                }
+            )
+        return out
+
+    def baselines(self, chosen: list[dict]) -> dict[str, dict]:
+        out = {
+            m: summarize_cells([r for r in self.test if r["method"] == m], self.metrics, self.n_boot)
+            for m in BASELINE_METHODS
+        }
+        random = [c for c in chosen if c["method"] == "random"]
+        if random:
+            out["random"] = {k: random[0][k] for k in self.metrics if k in random[0]}
+        return {k: v for k, v in out.items() if v}
+
+    def matched(self) -> list[dict]:
+        """Each method at the reference method's chosen site and coefficient for the same n (same norm)."""
+        out = []
+        for (model, dataset, method, n), best in self.choices["best"].items():
+            if (model, dataset, method) != (self.model, self.dataset, self.reference):
+                continue
+            coef = self.choices["per_site"][(model, dataset, method, n, best.site)].coefficient
+            for other in sorted({r["method"] for r in self.test if r["n_pairs"] == n} - set(BASELINE_METHODS)):
+                found = self.measured(other, n, best.site, coef)
+                if found:
+                    out.append({"n_pairs": n, "site": best.site, "coefficient": coef, "method": other, **found})
+        return sorted(out, key=lambda r: (r["n_pairs"], r["method"]))
+
+    def tradeoff(self, chosen: list[dict]) -> tuple[dict, dict]:
+        """Validation effect and fluency cost per coefficient for each method at its largest n and chosen site."""
+        lines = {}
+        for method in sorted({c["method"] for c in chosen}):
+            pick = max((c for c in chosen if c["method"] == method), key=lambda c: c["n_pairs"])
+            points = defaultdict(lambda: defaultdict(list))
+            for r in self.validation:
+                if (r["method"], r["n_pairs"], r["site"]) == (method, pick["n_pairs"], pick["site"]):
+                    points[r["coefficient"]][r["metric"]].append(r["value"])
+            lines[f"{method} (n={pick['n_pairs']})"] = [
+                {"coefficient": c, "effect": _mean(m[self.effect]), "fluency_cost": _mean(m[FLUENCY])}
+                for c, m in points.items()
+                if m.get(self.effect) and m.get(FLUENCY)
+            ]
+        base = {}
+        for m in BASELINE_METHODS:
+            rows = [r for r in self.validation if r["method"] == m]
+            by = {r["metric"]: r["value"] for r in rows}
+            if self.effect in by:
+                base[m] = {"effect": by[self.effect], "fluency_cost": by.get(FLUENCY, 0.0)}
+        return lines, base
+
+    def layers(self) -> dict[str, list[dict]]:
+        """Test effect at every site (each at its own chosen coefficient), per method at its largest n."""
+        lines = defaultdict(list)
+        largest = {}
+        for _, _, method, n, _site in self.choices["per_site"]:
+            largest[method] = max(largest.get(method, 0), n)
+        for (model, dataset, method, n, site), choice in self.choices["per_site"].items():
+            if (model, dataset) != (self.model, self.dataset) or n != largest[method]:
+                continue
+            found = self.measured(method, n, site, choice.coefficient)
+            if self.effect in found:
+                lines[f"{method} (n={n})"].append({"site": site, "effect": found[self.effect]})
+        return lines
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int = 1000) -> Path:
+    """Write the report of a sweep; returns the folder (default RESULTS/report)."""
+    path = _store_path(results)
+    out = Path(out) if out else path.parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = path.parent / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    with ResultStore(path) as store:
+        settings = store.settings()
+        rows = store.rows()
+        groups = sorted({(r["model"], r["dataset"]) for r in rows})
+        sections, everything = [], {"summary": [], "comparison": [], "baselines": [], "selection": []}
+        for model, dataset in groups:
+            g = _Group(
+                model,
+                dataset,
+                [r for r in rows if (r["model"], r["dataset"]) == (model, dataset)],
+                settings,
+                config.get("reference_method", "mean_diff"),
+                n_boot,
+            )
+            sections += _group_report(g, store, out, everything, len(groups) > 1)
+    for name in ("summary", "comparison", "baselines", "selection"):
+        write_csv(out / f"{name}.csv", everything[name])
+    write_json(out / "report.json", {"settings": settings, "config": config, **everything})
+    atomic_write_text(out / "index.html", html.page("steerscope sweep report", sections))
+    return out
+
+
+def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, prefix_files: bool) -> list:
+    tag = f"{g.model}, {g.dataset}"
+    stem = (lambda s: f"{_slug(g.model)}_{g.dataset}_{s}") if prefix_files else (lambda s: s)
+    chosen = g.chosen()
+    baselines = g.baselines(chosen)
+    label = {"positive": "share of positive completions"}.get(g.effect, g.effect)
+    curves = defaultdict(list)
+    for c in chosen:
+        if c["method"] != "random":
+            curves[c["method"]].append(
+                {"n_pairs": c["n_pairs"], "effect": c.get(g.effect), "fluency_cost": c.get(FLUENCY)}
+            )
+    figs = {}
+    figs["sample complexity"] = out / f"{stem('sample_complexity')}.png"
+    sample_complexity_figure(curves, baselines, label, f"{tag}: sample complexity", figs["sample complexity"])
+    lines, base = g.tradeoff(chosen)
+    figs["effect vs fluency"] = out / f"{stem('tradeoff')}.png"
+    tradeoff_figure(
+        lines, base, label, f"{tag}: effect vs fluency over the coefficient grid", figs["effect vs fluency"]
+    )
+    layer_lines = g.layers()
+    if layer_lines:
+        figs["layer sweep"] = out / f"{stem('layer_sweep')}.png"
+        layer_figure(layer_lines, label, f"{tag}: effect by site (test)", figs["layer sweep"])
+    base_cols = ("model", "dataset")
+    summary = [{"model": g.model, "dataset": g.dataset, **_row(c, g)} for c in chosen]
+    comparison = [{"model": g.model, "dataset": g.dataset, **_row(c, g)} for c in g.matched()]
+    baseline_rows = [
+        {"model": g.model, "dataset": g.dataset, "baseline": k, **_metrics(v, g)} for k, v in baselines.items()
+    ]
+    selection = [
+        {
+            "model": g.model,
+            "dataset": g.dataset,
+            "method": k[2],
+            "n_pairs": k[3],
+            "site": k[4],
+            "coefficient": v.coefficient,
+            "validation_effect": v.effect,
+            "validation_fluency_cost": v.fluency_cost,
+            "within_fluency_limit": v.qualified,
+        }
+        for k, v in sorted(g.choices["per_site"].items())
+    ]
+    for name, rows in (
+        ("summary", summary),
+        ("comparison", comparison),
+        ("baselines", baseline_rows),
+        ("selection", selection),
+    ):
+        everything[name] += rows
+    show = lambda rows: html.table([{k: v for k, v in r.items() if k not in base_cols} for r in rows])  # noqa: E731
+    sections = [
+        (f"{tag}: what was measured", _protocol_text(g)),
+        (f"{tag}: each method at its chosen coefficient (test)", show(summary)),
+        (f"{tag}: baselines (test)", show(baseline_rows)),
+        (f"{tag}: methods at matched norm (the {g.reference} coefficient for the same n)", show(comparison)),
+    ]
+    sections += [(f"{tag}: {name}", html.image(p, name)) for name, p in figs.items()]
+    sections.append((f"{tag}: example completions (test)", _examples(g, chosen, store)))
+    sections.append((f"{tag}: selection (validation)", show(selection)))
+    return sections
+
+
+def _metrics(summary: dict, g: _Group) -> dict:
+    out = {}
+    for m in g.metrics:
+        out.update(_flat(m, summary.get(m)))
+    return out
+
+
+def _row(c: dict, g: _Group) -> dict:
+    keep = (
+        "method",
+        "n_pairs",
+        "site",
+        "coefficient",
+        "validation_effect",
+        "validation_fluency_cost",
+        "within_fluency_limit",
+    )
+    first = next((c[m] for m in g.metrics if m in c), {})
+    return {
+        **{k: c[k] for k in keep if k in c},
+        **_metrics(c, g),
+        "n_seeds": first.get("n_seeds"),
+        "n_prompts": first.get("n_items"),
+    }
+
+
+def _protocol_text(g: _Group) -> str:
+    return (
+        f"<p>Effect: <code>{g.effect}</code> ({g.task.scorer} scorer), mean over seeds (pair subsets) and test "
+        "prompts, with 95% bootstrap intervals resampling both. Coefficient and site chosen on validation prompts: "
+        "the largest validation effect among settings whose fluency cost (cross-entropy of the completions under the "
+        "unsteered model, minus that of the unsteered completions, nats/token) is within the limit. Side effects: "
+        "delta CE and KL(clean || steered) on natural text with the vector applied. "
+        f"Prompting baseline instruction: <code>{html.html.escape(g.task.instruction.strip())}</code>.</p>"
+    )
+
+
+def _examples(g: _Group, chosen: list[dict], store: ResultStore) -> str:
+    from ..evaluate.store import cell_of
+
+    prompts = g.task.split_prompts()["test"][:EXAMPLES]
+    columns: dict[str, list[str]] = {}
+    for r in g.test:
+        if r["method"] in BASELINE_METHODS and r["metric"] == g.effect:
+            columns[r["method"]] = (store.texts(cell_of(r)) or [])[:EXAMPLES]
+    for method in sorted({c["method"] for c in chosen}):
+        c = max((c for c in chosen if c["method"] == method), key=lambda c: c["n_pairs"])
+        rows = [
+            r
+            for r in g.test
+            if (r["method"], r["n_pairs"], r["site"], r["metric"]) == (method, c["n_pairs"], c["site"], g.effect)
+            and abs(r["coefficient"] - c["coefficient"]) < 1e-9
+        ]
+        if rows:
+            columns[f"{method} n={c['n_pairs']} x{c['coefficient']:g} (seed {rows[0]['seed']})"] = (
+                store.texts(cell_of(rows[0])) or []
+            )[:EXAMPLES]
+    table = [
+        {"prompt": p, **{k: v[i] if i < len(v) else "" for k, v in columns.items()}} for i, p in enumerate(prompts)
+    ]
+    return html.table(table).replace("text-align:right", "text-align:left")
+
+
+def _slug(model: str) -> str:
+    from .depth import slug
+
+    return slug(model)

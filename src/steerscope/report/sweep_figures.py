@@ -1,0 +1,104 @@
+"""Figures of a sweep report: sample-complexity curves, effect vs fluency, layer sweep (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.ticker
+import numpy as np
+
+from .figures import _save, plt
+
+BASELINE_STYLE = {"unsteered": ("0.4", "unsteered"), "prompting": ("C3", "prompting"), "random": ("C7", "random dir.")}
+
+
+def _band(ax, summary: dict | None, color: str, label: str) -> None:
+    if not summary:
+        return
+    ax.axhline(summary["value"], color=color, ls="--", lw=1, label=label)
+    ax.axhspan(*summary["ci"], color=color, alpha=0.12, lw=0)
+
+
+def sample_complexity_figure(
+    curves: dict[str, list[dict]], baselines: dict[str, dict], effect_label: str, title: str, path: Path
+) -> None:
+    """Effect (test) and fluency cost against n_pairs, one line per method with 95% intervals; baselines as bands."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.3))
+    for i, (method, points) in enumerate(sorted(curves.items())):
+        n = np.asarray([p["n_pairs"] for p in points])
+        for a, key in ((ax, "effect"), (ax2, "fluency_cost")):
+            pts = [p for p in points if p.get(key)]
+            if not pts:
+                continue
+            x = np.asarray([p["n_pairs"] for p in pts])
+            y = np.asarray([p[key]["value"] for p in pts])
+            ci = np.asarray([p[key]["ci"] for p in pts])
+            if len(x) == 1:
+                a.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="s", color=f"C{i}", capsize=3, label=method)
+            else:
+                a.plot(x, y, "o-", color=f"C{i}", ms=4, label=method)
+                a.fill_between(x, ci[:, 0], ci[:, 1], color=f"C{i}", alpha=0.18, lw=0)
+        del n
+    for name, (color, label) in BASELINE_STYLE.items():
+        _band(ax, (baselines.get(name) or {}).get("effect"), color, label)
+        _band(ax2, (baselines.get(name) or {}).get("fluency_cost"), color, label)
+    for a, ylabel in ((ax, effect_label + " (test)"), (ax2, "fluency cost (nats/token vs unsteered)")):
+        a.set_xscale("log", base=2)
+        a.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        a.set_xlabel("contrast pairs n")
+        a.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("effect at each method's chosen coefficient", fontsize=10)
+    ax2.set_title("fluency cost at the same settings", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def tradeoff_figure(lines: dict[str, list[dict]], baselines: dict[str, dict], effect_label: str, title: str, path):
+    """Validation effect against fluency cost over the coefficient grid, one line per method."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    for i, (label, points) in enumerate(sorted(lines.items())):
+        points = sorted(points, key=lambda p: p["coefficient"])
+        x = [p["fluency_cost"] for p in points]
+        y = [p["effect"] for p in points]
+        ax.plot(x, y, "o-", color=f"C{i}", ms=4, label=label)
+        for p in points:
+            ax.annotate(
+                f"{p['coefficient']:g}",
+                (p["fluency_cost"], p["effect"]),
+                fontsize=7,
+                xytext=(3, 2),
+                textcoords="offset points",
+                color=f"C{i}",
+            )
+    for name, point in baselines.items():
+        color, label = BASELINE_STYLE.get(name, ("k", name))
+        ax.plot([point["fluency_cost"]], [point["effect"]], "*", ms=11, color=color, label=label)
+    ax.set_xlabel("fluency cost (nats/token vs unsteered), validation")
+    ax.set_ylabel(effect_label + " (validation)")
+    ax.legend(fontsize=8)
+    ax.set_title(title + "\n(numbers: coefficient)", fontsize=9)
+    _save(fig, path)
+
+
+def layer_figure(lines: dict[str, list[dict]], effect_label: str, title: str, path: Path) -> None:
+    """Test effect at each site (at that site's chosen coefficient), one line per method."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sites = sorted({p["site"] for pts in lines.values() for p in pts}, key=_site_order)
+    pos = {s: i for i, s in enumerate(sites)}
+    for i, (label, points) in enumerate(sorted(lines.items())):
+        points = sorted(points, key=lambda p: pos[p["site"]])
+        x = np.asarray([pos[p["site"]] for p in points])
+        y = np.asarray([p["effect"]["value"] for p in points])
+        ci = np.asarray([p["effect"]["ci"] for p in points])
+        ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", color=f"C{i}", capsize=3, ms=4, label=label)
+    ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(effect_label + " (test)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def _site_order(site: str) -> tuple[int, str]:
+    head, _, tail = site.rpartition(".")
+    return (int(tail), head) if tail.isdigit() else (10**6, site)
