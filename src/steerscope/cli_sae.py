@@ -22,7 +22,7 @@ def train(
     architecture: Annotated[str, typer.Option(help="topk, or relu (ReLU + L1)")] = "topk",
     expansion: Annotated[int, typer.Option(help="latents per model dimension")] = 8,
     k: Annotated[int, typer.Option(help="active latents per token (topk)")] = 32,
-    l1_coefficient: Annotated[float, typer.Option(help="L1 weight (relu)")] = 5.0,
+    l1_coefficient: Annotated[float, typer.Option(help="L1 weight (relu), scale-free")] = 0.2,
     tokens: Annotated[int, typer.Option(help="training activations (positions after the first)")] = 200_000,
     seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 64,
     batch_size: Annotated[int, typer.Option(help="activations per optimizer step")] = 1024,

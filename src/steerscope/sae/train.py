@@ -7,7 +7,8 @@ seed of (seed, chunk), so a run resumed from a checkpoint sees exactly the batch
 one would. The checkpoint holds weights, Adam moments, step and the dead-latent counters.
 
 Loss: squared error / (mean squared distance of x from its mean), i.e. about the fraction of variance
-unexplained; "standard" (ReLU) adds `l1_coefficient` x sum_i f_i ||W_dec,i||; "topk" adds the AuxK loss
+unexplained; "standard" (ReLU) adds `l1_coefficient` x sum_i f_i ||W_dec,i|| / sqrt(scale) (scale-free: 0.2 is
+about Anthropic's lambda = 5 on inputs normalized to norm sqrt(d) for d ~ 600); "topk" adds the AuxK loss
 (dead latents reconstruct the residual) and keeps decoder rows at unit norm.
 """
 
@@ -40,7 +41,7 @@ class TrainConfig:
     expansion: int = 8
     architecture: str = "topk"
     k: int = 32
-    l1_coefficient: float = 5.0
+    l1_coefficient: float = 0.2
     tokens: int = 200_000
     seq_len: int = 64
     batch_size: int = 1024
