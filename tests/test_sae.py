@@ -329,3 +329,21 @@ def test_clamp_keeps_the_default_model_exact_at_the_current_value():
     torch.testing.assert_close(same, base, atol=1e-5, rtol=1e-5)
     assert (moved[0, -1] - base[0, -1]).abs().max() > 1e-2
     torch.testing.assert_close(moved[1], base[1], atol=1e-5, rtol=1e-5)
+
+
+def test_sae_add_runs_as_a_sweep_method(lm, tmp_path):
+    from sweep_fixtures import tiny_config
+
+    from steerscope.evaluate.store import ResultStore
+    from steerscope.sweep.runner import run_sweep
+
+    sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
+    sae.cfg.meta = {"train_tokens": 1000, "train_seconds": 2.0, "train_flops": 3e9}
+    save_saelens(sae, tmp_path / "sae")
+    config = tiny_config(
+        tmp_path, methods=["mean_diff", "sae_add"], sites=[SITE], n_pairs=[2], seeds=[0],
+        method_options={"sae_add": {"sae": str(tmp_path / "sae")}},
+    )
+    with ResultStore(run_sweep(config, tmp_path / "out", models={"tiny": lm})) as store:
+        rows = store.rows(method="sae_add")
+    assert {r["split"] for r in rows} == {"validation", "test"} and {r["site"] for r in rows} == {SITE}

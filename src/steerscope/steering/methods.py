@@ -228,6 +228,22 @@ def actadd(
     return SteeringVector(vectors, meta)
 
 
+def sae_add(
+    lm: LoadedModel,
+    pairs: Sequence[ContrastPair],
+    sites: Sequence[str],
+    read: str = "last",
+    batch_size: int = 8,
+    seed: int = 0,
+    **options,
+) -> SteeringVector:
+    """The decoder row of the SAE latent that best separates the pairs, at the mean-difference norm;
+    needs `sae=<SAE folder>` (see steerscope.sae.steer.fit_sae_add for the options)."""
+    from ..sae.steer import fit_sae_add  # imported on use: the sae package builds on this module
+
+    return fit_sae_add(lm, pairs, sites, read, batch_size, seed, **options)
+
+
 #: name -> fit function, all with the contract in the module docstring
 METHODS: dict[str, Callable[..., SteeringVector]] = {
     "actadd": actadd,
@@ -235,6 +251,7 @@ METHODS: dict[str, Callable[..., SteeringVector]] = {
     "pca": pca,
     "probe": probe,
     "random": random_direction,
+    "sae_add": sae_add,
 }
 
 
