@@ -51,16 +51,24 @@ def test_quick_demo_report_has_every_section_with_figures_and_commands(tmp_path)
         "Model, data and versions",
         "Residual norm growth and the effective layer horizon",
         "Steering: a sentiment vector, side by side",
+        "Method comparison: sample complexity against the baselines",
         "The refusal direction: ablation, addition, export",
         "Reproduce everything",
     ):
         assert heading in report.headings, heading
     assert len(report.images) >= 2 and all(img.startswith(b"\x89PNG") for img in report.images)  # norms, horizon
     commands = "\n".join(report.code)
-    for command in ("steerscope horizon default", "steerscope extract default", "steerscope refusal default"):
+    for command in (
+        "steerscope horizon default",
+        "steerscope extract default",
+        "steerscope sweep demo_sweep.toml",
+        "steerscope refusal default",
+    ):
         assert command in commands
     results = json.loads((tmp_path / "demo" / "demo.json").read_text())
     # Two scored candidates in the quick run may both fail the published filters: then the report says so.
     assert "chosen" in results["refusal"] or "no candidate passed" in results["refusal"]["error"]
     assert results["provenance"]["layers"] == 30 and results["depth"]["layers"] == 30
     assert set(results["steering"]["positive_share"]) == {"unsteered", "+4 x vector", "-4 x vector"}
+    assert {r["method"] for r in results["comparison"]["summary"]} >= {"mean_diff", "probe"}
+    assert len(report.images) >= 4  # norms, horizon, sample complexity, effect vs fluency

@@ -33,6 +33,10 @@ from .steering.pairs import load_pairs
 
 @dataclass(frozen=True)
 class DemoSizes:
+    sweep_prompts: int  # held-out sentiment prompts (half validation, half test)
+    sweep_n_pairs: tuple[int, ...]
+    sweep_coefficients: tuple[float, ...]
+    sweep_new_tokens: int
     text_n: int
     text_len: int
     n_pairs: int
@@ -46,8 +50,8 @@ class DemoSizes:
     refusal_export: bool
 
 
-FULL = DemoSizes(16, 64, 64, 6, 30, 6, 16, 64, 16, 24, True)
-QUICK = DemoSizes(4, 32, 8, 2, 8, 2, 4, 8, 2, 4, False)
+FULL = DemoSizes(16, (1, 4, 16, 64), (4.0, 8.0), 20, 16, 64, 64, 6, 30, 6, 16, 64, 16, 24, True)
+QUICK = DemoSizes(4, (2,), (4.0,), 4, 4, 32, 8, 2, 8, 2, 4, 8, 2, 4, False)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,64 @@ def _steering_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[s
     return body, {"site": site, "positive_share": share, "command": command}
 
 
+def _comparison_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[str, dict]:
+    from .report.sweep import sweep_report
+    from .sweep.config import GenerationSpec, SideEffectSpec, SweepConfig
+    from .sweep.datasets import BUILTIN
+    from .sweep.runner import run_sweep
+
+    s = demo.sizes
+    site = f"resid_pre.{lm.n_layers // 3}"
+    prompts_file = folder.path("sweep_prompts.json")
+    write_json(prompts_file, _held_out_prompts(s.sweep_prompts))
+    dataset = {**BUILTIN["sentiment"], "prompts": str(prompts_file)}
+    config = SweepConfig(
+        models=[demo.model],
+        methods=["mean_diff", "probe"],
+        sites=[site],
+        coefficients=list(s.sweep_coefficients),
+        n_pairs=list(s.sweep_n_pairs),
+        seeds=[0],
+        datasets=["sentiment"],
+        custom_datasets={"sentiment": dataset},
+        n_boot=200,
+        generation=GenerationSpec(max_new_tokens=s.sweep_new_tokens),
+        side_effects=SideEffectSpec(enabled=not demo.quick, n=s.text_n, seq_len=s.text_len),
+    )
+    results = run_sweep(config, folder.path("sweep"))
+    report = sweep_report(results)
+    data = json.loads((report / "report.json").read_text())
+    keep = ("method", "n_pairs", "coefficient", "positive", "positive_ci", "fluency_cost", "delta_ce")
+    summary = [{k: r.get(k) for k in keep if k in r} for r in data["summary"]]
+    baselines = [{k: v for k, v in r.items() if k not in ("model", "dataset")} for r in data["baselines"]]
+    images = "".join(html.image(p, p.name) for p in sorted(report.glob("*.png")))
+    toml = (
+        f'models = ["{demo.model}"]\nmethods = ["mean_diff", "probe"]\nsites = ["{site}"]\n'
+        f"coefficients = {list(s.sweep_coefficients)}\nn_pairs = {list(s.sweep_n_pairs)}\nseeds = [0]\n"
+        f'datasets = ["sentiment"]\nn_boot = 200\n[generation]\nmax_new_tokens = {s.sweep_new_tokens}\n'
+        f"[side_effects]\nenabled = {str(not demo.quick).lower()}\nn = {s.text_n}\nseq_len = {s.text_len}\n"
+        f'[datasets.sentiment]\npairs = "sentiment"\nprompts = "sweep_prompts.json"  # {s.sweep_prompts} prompts, '
+        f'written beside this report\nscorer = "sentiment"\ninstruction = {json.dumps(dataset["instruction"])}'
+    )
+    command = (
+        f"cat > demo_sweep.toml <<'EOF'\n{toml}\nEOF\n"
+        "steerscope sweep demo_sweep.toml\nsteerscope report runs/demo_sweep"
+    )
+    body = (
+        f"<p>mean_diff and probe vectors from n = {', '.join(map(str, s.sweep_n_pairs))} sentiment pairs at "
+        f"<code>{site}</code>; the coefficient is chosen on validation prompts and reported on separate test "
+        "prompts, next to the unsteered model, a random direction of matched norm and prompting (the instruction "
+        "to be positive put in the prompt). A small version of the full comparison "
+        "(<code>configs/sentiment_sample_complexity.toml</code>).</p>"
+        + html.table(summary)
+        + "<p>Baselines (test):</p>"
+        + html.table(baselines)
+        + images
+        + f"<p>Reproduce:</p>{html.code_block(command)}"
+    )
+    return body, {"summary": summary, "baselines": baselines, "command": command}
+
+
 def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Console) -> tuple[str, dict]:
     if not getattr(lm.tokenizer, "chat_template", None):
         return "<p>Skipped: this model has no chat template, so it has no assistant turn to refuse in.</p>", {}
@@ -155,6 +217,7 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
         out=folder.path("refusal"),
         n_val=s.refusal_n_val,
         n_fit=s.refusal_n_fit,
+        induce_min="baseline",  # small models barely refuse: see steerscope.refusal_direction
         layer_step=step,
         last_positions=1,
         n_test=s.refusal_n_test,
@@ -163,26 +226,30 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
         text_len=s.text_len,
         export_model=s.refusal_export,
     )
+    command = (
+        f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step} "
+        f"--last-positions 1 --induce-min baseline --n-test {s.refusal_n_test} --max-new-tokens {s.refusal_new_tokens}"
+        + ("" if s.refusal_export else " --no-export")
+        + "\n# the full protocol (every layer and post-instruction position, 48 test prompts):\n"
+        f"steerscope refusal {demo.model} --induce-min baseline"
+    )
     try:
         out, summary = run_refusal(run, console)
     except RuntimeError as exc:  # no candidate passed the published filters: show what was scored
         figure = folder.path("refusal.partial", "candidates.png")
         shown = html.image(figure, "refusal-direction candidates") if figure.is_file() else ""
-        return f"<p>No refusal direction was selected: {html.escape(str(exc))}</p>{shown}", {"error": str(exc)}
-    command = (
-        f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step} "
-        f"--last-positions 1 --n-test {s.refusal_n_test} --max-new-tokens {s.refusal_new_tokens}"
-        + ("" if s.refusal_export else " --no-export")
-        + "\n# the full protocol (every layer and post-instruction position, 48 test prompts):\n"
-        f"steerscope refusal {demo.model}"
-    )
+        again = f"<p>Reproduce:</p>{html.code_block(command)}"
+        message = f"<p>No refusal direction was selected: {html.escape(str(exc))}</p>"
+        return message + shown + again, {"error": str(exc), "command": command}
     rates = [{"condition": k, **v} for k, v in summary["refusal"].items()]
     effects = [{"intervention": k, "delta_ce": v["delta_ce"]["mean"], "kl": v["kl"]["mean"]}
                for k, v in summary["text"].items()]  # fmt: skip
     c = summary["chosen"]
     body = (
         f"<p>Direction: harmful minus harmless mean at <code>resid_pre.{c['layer']}</code>, last prompt token, "
-        f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind. Refusal rates "
+        f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind (its addition must "
+        "raise the harmless prompts' refusal score above their own level, not above even odds as in the published "
+        "rule, which small models that barely refuse never meet). Refusal rates "
         f"on {s.refusal_n_test} held-out instructions of each kind, greedy, {s.refusal_new_tokens} new tokens:</p>"
         + html.table(rates, ["condition", "refusal_rate", "ci", "n"])
         + "<p>Side effects on Wikipedia text:</p>"
@@ -215,13 +282,16 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
     }
     sections: list[tuple[str, str]] = []
     results: dict = {"provenance": provenance}
-    console.rule("[bold]1/3 depth: norm growth and horizon")
+    console.rule("[bold]1/4 depth: norm growth and horizon")
     body, results["depth"] = _depth_part(demo, lm, folder, console)
     sections.append(("Residual norm growth and the effective layer horizon", body))
-    console.rule("[bold]2/3 steering: a sentiment vector")
+    console.rule("[bold]2/4 steering: a sentiment vector")
     body, results["steering"] = _steering_part(demo, lm, folder)
     sections.append(("Steering: a sentiment vector, side by side", body))
-    console.rule("[bold]3/3 the refusal direction")
+    console.rule("[bold]3/4 method comparison with baselines")
+    body, results["comparison"] = _comparison_part(demo, lm, folder)
+    sections.append(("Method comparison: sample complexity against the baselines", body))
+    console.rule("[bold]4/4 the refusal direction")
     body, results["refusal"] = _refusal_part(demo, lm, folder, console)
     sections.append(("The refusal direction: ablation, addition, export", body))
     sections.append(
