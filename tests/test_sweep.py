@@ -12,7 +12,7 @@ from tiny_models import tiny_model
 import steerscope.sweep.runner as runner_mod
 from steerscope.evaluate.store import ResultStore, SettingsMismatchError, cell_of
 from steerscope.sweep.datasets import get_task
-from steerscope.sweep.protocol import select
+from steerscope.sweep.protocol import paired_difference, select
 from steerscope.sweep.runner import STORE_NAME, SweepRunner, pair_subset, run_sweep, vector_specs
 
 
@@ -193,6 +193,17 @@ def test_select_refuses_test_rows_and_applies_the_fluency_limit():
     assert fallback.coefficient == 1 and not fallback.qualified
     with pytest.raises(ValueError, match="validation"):
         select([*rows, row(4, "eff", 1.0, split="test")], "eff", 1.0)
+
+
+def test_paired_difference_lines_up_seeds_and_items():
+    def rows(*per_seed):
+        return [{"seed": s, "items": list(items)} for s, items in enumerate(per_seed)]
+
+    a = rows([1, 1, 0, 0], [1, 0, 1, 0])
+    b = rows([0, 0, 0, 0], [1, 0, 1, 0])
+    delta = paired_difference(a[::-1], b, n_boot=200)  # order of rows does not matter: seeds are matched
+    assert delta["value"] == pytest.approx(0.25) and delta["ci"][0] <= 0.25 <= delta["ci"][1]
+    assert paired_difference(a, rows([0, 0, 0]), n_boot=10) is None, "unequal shapes cannot be paired"
 
 
 def test_pair_subsets_are_seeded_and_nested():

@@ -57,6 +57,9 @@ def test_sweep_and_report_from_a_yaml_config(tmp_path):
     for n in ("2", "4"):  # every method at mean_diff's chosen coefficient and site for the same n
         at_n = [r for r in comparison if r["n_pairs"] == n]
         assert {r["method"] for r in at_n} >= {"mean_diff", "pca"} and len({r["coefficient"] for r in at_n}) == 1
+        pca = next(r for r in at_n if r["method"] == "pca")
+        low, high = float(pca["keyword_rate_minus_mean_diff_lo"]), float(pca["keyword_rate_minus_mean_diff_hi"])
+        assert low <= float(pca["keyword_rate_minus_mean_diff"]) <= high
     html = (report / "index.html").read_text()
     assert "matched norm" in html and "example completions" in html
     again = CliRunner().invoke(app, ["report", str(out), "--n-boot", "50"])

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..core.io import atomic_write_text, write_csv, write_json
 from ..evaluate.store import ResultStore
 from ..sweep.datasets import get_task
-from ..sweep.protocol import FLUENCY, SIDE_EFFECTS, cells_at, select, summarize_cells
+from ..sweep.protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
 from ..sweep.runner import STORE_NAME
 from . import html
 from .sweep_figures import layer_figure, sample_complexity_figure, tradeoff_figure
@@ -97,10 +97,15 @@ class _Group:
             if (model, dataset, method) != (self.model, self.dataset, self.reference):
                 continue
             coef = self.choices["per_site"][(model, dataset, method, n, best.site)].coefficient
+            where = {"n_pairs": n, "site": best.site, "coefficient": coef, "metric": self.effect}
+            reference = cells_at(self.test, method=method, **where).get(self.effect, [])
             for other in sorted({r["method"] for r in self.test if r["n_pairs"] == n} - set(BASELINE_METHODS)):
                 found = self.measured(other, n, best.site, coef)
                 if found:
-                    out.append({"n_pairs": n, "site": best.site, "coefficient": coef, "method": other, **found})
+                    rows = cells_at(self.test, method=other, **where).get(self.effect, [])
+                    delta = paired_difference(rows, reference, self.n_boot) if other != method else None
+                    row = {"n_pairs": n, "site": best.site, "coefficient": coef, "method": other, **found}
+                    out.append({**row, f"{self.effect}_minus_{method}": delta})
         return sorted(out, key=lambda r: (r["n_pairs"], r["method"]))
 
     def tradeoff(self, chosen: list[dict]) -> tuple[dict, dict]:
@@ -187,7 +192,8 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
             )
     figs = {}
     figs["sample complexity"] = out / f"{stem('sample_complexity')}.png"
-    sample_complexity_figure(curves, baselines, label, f"{tag}: sample complexity", figs["sample complexity"])
+    bands = {k: {"effect": v.get(g.effect), "fluency_cost": v.get(FLUENCY)} for k, v in baselines.items()}
+    sample_complexity_figure(curves, bands, label, f"{tag}: sample complexity", figs["sample complexity"])
     lines, base = g.tradeoff(chosen)
     figs["effect vs fluency"] = out / f"{stem('tradeoff')}.png"
     tradeoff_figure(
@@ -255,9 +261,12 @@ def _row(c: dict, g: _Group) -> dict:
         "within_fluency_limit",
     )
     first = next((c[m] for m in g.metrics if m in c), {})
+    delta = f"{g.effect}_minus_{g.reference}"
+    extra = _flat(delta, c.get(delta)) if delta in c else {}
     return {
         **{k: c[k] for k in keep if k in c},
         **_metrics(c, g),
+        **extra,
         "n_seeds": first.get("n_seeds"),
         "n_prompts": first.get("n_items"),
     }

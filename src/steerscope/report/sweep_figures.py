@@ -9,7 +9,8 @@ import numpy as np
 
 from .figures import _save, plt
 
-BASELINE_STYLE = {"unsteered": ("0.4", "unsteered"), "prompting": ("C3", "prompting"), "random": ("C7", "random dir.")}
+METHOD_COLORS = ["C0", "C1", "C2", "C3", "C5", "C6", "C8", "C9"]  # C4 and C7 belong to baselines
+BASELINE_STYLE = {"unsteered": ("k", "unsteered"), "prompting": ("C4", "prompting"), "random": ("C7", "random dir.")}
 
 
 def _band(ax, summary: dict | None, color: str, label: str) -> None:
@@ -22,10 +23,11 @@ def _band(ax, summary: dict | None, color: str, label: str) -> None:
 def sample_complexity_figure(
     curves: dict[str, list[dict]], baselines: dict[str, dict], effect_label: str, title: str, path: Path
 ) -> None:
-    """Effect (test) and fluency cost against n_pairs, one line per method with 95% intervals; baselines as bands."""
+    """Effect (test) and fluency cost against n_pairs, one line per method with 95% intervals; baselines as bands.
+
+    baselines: {name: {"effect": summary, "fluency_cost": summary}} with summaries {"value", "ci"}."""
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.3))
     for i, (method, points) in enumerate(sorted(curves.items())):
-        n = np.asarray([p["n_pairs"] for p in points])
         for a, key in ((ax, "effect"), (ax2, "fluency_cost")):
             pts = [p for p in points if p.get(key)]
             if not pts:
@@ -34,17 +36,16 @@ def sample_complexity_figure(
             y = np.asarray([p[key]["value"] for p in pts])
             ci = np.asarray([p[key]["ci"] for p in pts])
             if len(x) == 1:
-                a.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="s", color=f"C{i}", capsize=3, label=method)
+                a.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="s", color=_color(i), capsize=3, label=method)
             else:
-                a.plot(x, y, "o-", color=f"C{i}", ms=4, label=method)
-                a.fill_between(x, ci[:, 0], ci[:, 1], color=f"C{i}", alpha=0.18, lw=0)
-        del n
+                a.plot(x, y, "o-", color=_color(i), ms=4, label=method)
+                a.fill_between(x, ci[:, 0], ci[:, 1], color=_color(i), alpha=0.18, lw=0)
     for name, (color, label) in BASELINE_STYLE.items():
         _band(ax, (baselines.get(name) or {}).get("effect"), color, label)
         _band(ax2, (baselines.get(name) or {}).get("fluency_cost"), color, label)
     for a, ylabel in ((ax, effect_label + " (test)"), (ax2, "fluency cost (nats/token vs unsteered)")):
         a.set_xscale("log", base=2)
-        a.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        a.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         a.set_xlabel("contrast pairs n")
         a.set_ylabel(ylabel)
     ax.legend(fontsize=8, loc="best")
@@ -61,7 +62,7 @@ def tradeoff_figure(lines: dict[str, list[dict]], baselines: dict[str, dict], ef
         points = sorted(points, key=lambda p: p["coefficient"])
         x = [p["fluency_cost"] for p in points]
         y = [p["effect"] for p in points]
-        ax.plot(x, y, "o-", color=f"C{i}", ms=4, label=label)
+        ax.plot(x, y, "o-", color=_color(i), ms=4, label=label)
         for p in points:
             ax.annotate(
                 f"{p['coefficient']:g}",
@@ -69,7 +70,7 @@ def tradeoff_figure(lines: dict[str, list[dict]], baselines: dict[str, dict], ef
                 fontsize=7,
                 xytext=(3, 2),
                 textcoords="offset points",
-                color=f"C{i}",
+                color=_color(i),
             )
     for name, point in baselines.items():
         color, label = BASELINE_STYLE.get(name, ("k", name))
@@ -91,12 +92,16 @@ def layer_figure(lines: dict[str, list[dict]], effect_label: str, title: str, pa
         x = np.asarray([pos[p["site"]] for p in points])
         y = np.asarray([p["effect"]["value"] for p in points])
         ci = np.asarray([p["effect"]["ci"] for p in points])
-        ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", color=f"C{i}", capsize=3, ms=4, label=label)
+        ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", color=_color(i), capsize=3, ms=4, label=label)
     ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel(effect_label + " (test)")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     _save(fig, path)
+
+
+def _color(i: int) -> str:
+    return METHOD_COLORS[i % len(METHOD_COLORS)]
 
 
 def _site_order(site: str) -> tuple[int, str]:

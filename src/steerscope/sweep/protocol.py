@@ -77,6 +77,17 @@ def aggregate(rows: list[dict], n_boot: int = 1000) -> dict:
     return {"value": float(np.nanmean(grid)), "ci": [lo, hi], "n_seeds": len(rows), "n_items": grid.shape[1]}
 
 
+def paired_difference(rows: list[dict], reference_rows: list[dict], n_boot: int = 1000) -> dict | None:
+    """Mean of (rows - reference_rows) over seeds and items, paired by seed rank and item index, with a
+    two-level bootstrap interval; None when the two do not line up (other seed or item counts)."""
+    a = _grid(sorted(rows, key=lambda r: r["seed"]))
+    b = _grid(sorted(reference_rows, key=lambda r: r["seed"]))
+    if a.shape != b.shape:
+        return None
+    lo, hi = bootstrap_two_level_ci(a - b, n_boot=n_boot)
+    return {"value": float(np.nanmean(a - b)), "ci": [lo, hi], "n_seeds": a.shape[0], "n_items": a.shape[1]}
+
+
 def cells_at(rows: list[dict], **where) -> dict[str, list[dict]]:
     """Rows matching `where` (coefficient compared with a tolerance), grouped by metric."""
     out: dict[str, list[dict]] = defaultdict(list)
