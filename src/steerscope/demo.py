@@ -178,7 +178,8 @@ def _comparison_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple
     data = json.loads((report / "report.json").read_text())
     keep = ("method", "n_pairs", "coefficient", "positive", "positive_ci", "fluency_cost", "delta_ce")
     summary = [{k: r.get(k) for k in keep if k in r} for r in data["summary"]]
-    baselines = [{k: v for k, v in r.items() if k not in ("model", "dataset")} for r in data["baselines"]]
+    shown = ("baseline", "positive", "positive_lo", "positive_hi", "fluency_cost", "delta_ce", "kl")
+    baselines = [{k: r.get(k) for k in shown} for r in data["baselines"]]
     images = "".join(html.image(p, p.name) for p in sorted(report.glob("*.png")))
     toml = (
         f'models = ["{demo.model}"]\nmethods = ["mean_diff", "probe"]\nsites = ["{site}"]\n'
@@ -219,7 +220,7 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
         n_fit=s.refusal_n_fit,
         induce_min="baseline",  # small models barely refuse: see steerscope.refusal_direction
         layer_step=step,
-        last_positions=1,
+        last_positions=1 if demo.quick else None,  # every post-instruction token in the full run
         n_test=s.refusal_n_test,
         max_new_tokens=s.refusal_new_tokens,
         text_n=s.text_n,
@@ -227,8 +228,9 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
         export_model=s.refusal_export,
     )
     command = (
-        f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step} "
-        f"--last-positions 1 --induce-min baseline --n-test {s.refusal_n_test} --max-new-tokens {s.refusal_new_tokens}"
+        f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step}"
+        + (" --last-positions 1" if demo.quick else "")
+        + f" --induce-min baseline --n-test {s.refusal_n_test} --max-new-tokens {s.refusal_new_tokens}"
         + ("" if s.refusal_export else " --no-export")
         + "\n# the full protocol (every layer and post-instruction position, 48 test prompts):\n"
         f"steerscope refusal {demo.model} --induce-min baseline"
@@ -246,7 +248,8 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
                for k, v in summary["text"].items()]  # fmt: skip
     c = summary["chosen"]
     body = (
-        f"<p>Direction: harmful minus harmless mean at <code>resid_pre.{c['layer']}</code>, last prompt token, "
+        f"<p>Direction: harmful minus harmless mean at <code>resid_pre.{c['layer']}</code>, post-instruction "
+        f"position {c['position']}, "
         f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind (its addition must "
         "raise the harmless prompts' refusal score above their own level, not above even odds as in the published "
         "rule, which small models that barely refuse never meet). Refusal rates "

@@ -200,7 +200,7 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
         lines, base, label, f"{tag}: effect vs fluency over the coefficient grid", figs["effect vs fluency"]
     )
     layer_lines = g.layers()
-    if layer_lines:
+    if any(len(points) > 1 for points in layer_lines.values()):  # one site: nothing to compare across depth
         figs["layer sweep"] = out / f"{stem('layer_sweep')}.png"
         layer_figure(layer_lines, label, f"{tag}: effect by site (test)", figs["layer sweep"])
     base_cols = ("model", "dataset")
