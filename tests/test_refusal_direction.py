@@ -105,7 +105,8 @@ def test_selection_applies_the_rule_and_scores_match_baked_weights(monkeypatch):
     assert sel.chosen.bypass == pytest.approx(float(independent), abs=1e-4)
     # Thresholds: a KL limit below every candidate's KL leaves nothing to choose.
     strict = _select(lm, directions, kl_max=min(c.kl for c in scored) / 2, induce_min=-math.inf, max_layer_frac=0.5)
-    assert strict.chosen is None and all(c.status.startswith(("filtered: KL", "excluded")) for c in strict.candidates)
+    assert strict.chosen is None
+    assert all(c.status.startswith(("filtered", "excluded", "not swept")) for c in strict.candidates)
     high = _select(lm, directions, kl_max=math.inf, induce_min=max(c.induce for c in scored), max_layer_frac=0.5)
     assert high.chosen is None
 
@@ -213,6 +214,7 @@ def test_baseline_induce_rule_compares_with_the_harmless_score(monkeypatch):
     assert sel.rule["induce_min"] == harmless
     for c in sel.candidates:
         if c.bypass is not None:
-            assert (c.status in ("passed", "chosen")) == (c.induce > harmless)
+            lowers = c.bypass < sel.baseline["harmful_refusal_score"]
+            assert (c.status in ("passed", "chosen")) == (c.induce > harmless and lowers)
     with pytest.raises(ValueError, match="'baseline'"):
         _select(lm, directions, induce_min="above")

@@ -247,7 +247,16 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
     effects = [{"intervention": k, "delta_ce": v["delta_ce"]["mean"], "kl": v["kl"]["mean"]}
                for k, v in summary["text"].items()]  # fmt: skip
     c = summary["chosen"]
-    body = (
+    base_rate = summary["refusal"]["harmful"]["refusal_rate"]
+    caveat = (
+        f"<p><b>This model refuses only {base_rate:.0%} of the harmful requests without intervention</b>, so there is "
+        "little refusal to remove and a direction chosen from a thinned sweep on few prompts may not be a refusal "
+        "direction at all: read the rates below as a check of the pipeline, not as evidence. Run the full protocol "
+        "on an instruct model that refuses (the README gives numbers for one).</p>"
+        if base_rate < 0.5
+        else ""
+    )
+    body = caveat + (
         f"<p>Direction: harmful minus harmless mean at <code>resid_pre.{c['layer']}</code>, post-instruction "
         f"position {c['position']}, "
         f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind (its addition must "

@@ -17,7 +17,9 @@ Selection rule (published practice, with its defaults):
   prompts; a candidate must stay below `kl_max` (0.1);
 - layers in the last `1 - max_layer_frac` (20%) of the model are excluded (directions there are too close
   to the unembedding to be "the" representation).
-The chosen direction is the candidate with the lowest bypass score among those that pass.
+A candidate whose ablation does not lower the harmful score below its unsteered value is dropped too (it cannot
+be a refusal direction; strongly refusing models never produce one, weak refusers do). The chosen direction is the
+candidate with the lowest bypass score among those that pass.
 """
 
 from __future__ import annotations
@@ -224,7 +226,7 @@ def select_direction(
                 )
                 if on_candidate is not None:
                     on_candidate(c)
-            c.status = _verdict(c, kl_max, induce_min)
+            c.status = _verdict(c, kl_max, induce_min, baseline["harmful_refusal_score"])
     passed = [c for c in candidates if c.status == "passed"]
     chosen = min(passed, key=lambda c: c.bypass) if passed else None
     if chosen is not None:
@@ -257,7 +259,9 @@ def _score(lm, vec, layer, val_harmful, val_harmless, harmless_clean, tokens, ba
     return bypass, kl, induced
 
 
-def _verdict(c: Candidate, kl_max: float, induce_min: float) -> str:
+def _verdict(c: Candidate, kl_max: float, induce_min: float, harmful_baseline: float) -> str:
+    if c.bypass >= harmful_baseline:
+        return "filtered: ablation does not lower refusal"
     if c.induce <= induce_min:
         return "filtered: addition does not induce refusal"
     if c.kl >= kl_max:
