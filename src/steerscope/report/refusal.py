@@ -139,7 +139,8 @@ def _nothing_passed(selection, run: RefusalRun, table: Path) -> str:
     best_induce = max((c.induce for c in scored), default=float("nan"))
     least_kl = min((c.kl for c in scored), default=float("nan"))
     return (
-        f"no candidate passed the selection filters (ablation KL < {run.kl_max:g} on harmless prompts, addition "
+        f"no candidate passed the selection filters (ablation lowers the harmful refusal score, ablation KL < "
+        f"{run.kl_max:g} on harmless prompts, addition "
         f"raises the harmless refusal score above {selection.rule['induce_min']:.3g}, "
         f"layer < {run.max_layer_frac:g} L). "
         f"Refusal scores without intervention: harmful {base['harmful_refusal_score']:.3g}, harmless "
