@@ -27,12 +27,11 @@ from rich.table import Table
 from safetensors.torch import load_file, save
 
 from .. import __version__
-from ..core.corpus import token_sequences
 from ..core.generate import generate_text
-from ..core.hooks import add, project_out, run_forward
+from ..core.hooks import add, project_out
 from ..core.io import OutputFolder, atomic_write_bytes, write_csv, write_json
 from ..core.models import LoadedModel, load_model
-from ..evaluate.metrics import clean_reference, next_token_metrics
+from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.stats import bootstrap_mean_ci
 from ..orthogonalize import OrthogonalizationError, export, orthogonalize
 from ..refusal import chat_prompts, is_refusal, load_instructions
@@ -164,24 +163,10 @@ def _complete(lm, prompts, run: RefusalRun, intervention: Intervention = nullcon
     return out
 
 
-def _text_effects(clean: list, batches: list, lm: LoadedModel, intervention: Intervention = nullcontext) -> dict:
-    """Delta CE and KL against clean logits on the Wikipedia batches, with bootstrap intervals."""
-    per_seq: dict[str, list] = {"delta_ce": [], "kl": []}
-    for ref, ids in zip(clean, batches, strict=True):
-        with torch.no_grad(), intervention():
-            logits = run_forward(lm, ids.to(lm.device)).logits
-        metrics = next_token_metrics(ref, logits)
-        for key in per_seq:
-            per_seq[key] += metrics[key].tolist()
-    return {k: {"mean": float(np.mean(v)), "ci": list(bootstrap_mean_ci(np.asarray(v)))} for k, v in per_seq.items()}
-
-
-def _clean_refs(lm: LoadedModel, batches: list) -> list:
-    refs = []
-    for ids in batches:
-        with torch.no_grad():
-            refs.append(clean_reference(run_forward(lm, ids.to(lm.device)).logits, ids.to(lm.device)))
-    return refs
+def _text_effects(probe: SideEffectProbe, intervention: Intervention = nullcontext) -> dict:
+    """Delta CE and KL against the clean model on the probe's Wikipedia batches, with bootstrap intervals."""
+    per_seq = probe.measure(intervention)
+    return {k: {"mean": float(np.mean(v)), "ci": list(bootstrap_mean_ci(v))} for k, v in per_seq.items()}
 
 
 def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, dict]:
@@ -236,14 +221,13 @@ def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, 
         ):
             completions[name] = _complete(lm, prompts, run, intervention)
             progress.advance(task)
-        batches = list(token_sequences(lm.tokenizer, "wikipedia", run.text_n, run.text_len).split(run.batch_size))
-        clean = _clean_refs(lm, batches)
+        probe = SideEffectProbe.prepare(lm, "wikipedia", run.text_n, run.text_len, run.batch_size)
         text = {
-            "ablation": _text_effects(clean, batches, lm, ablate),
-            "addition": _text_effects(clean, batches, lm, induce),
+            "ablation": _text_effects(probe, ablate),
+            "addition": _text_effects(probe, induce),
         }
         exported = _export_and_measure(
-            lm, r, run, folder, harmful_test, harmless_test, clean, batches, completions, text, console
+            lm, r, run, folder, harmful_test, harmless_test, probe, completions, text, console
         )
     summary = {
         **info,
@@ -269,7 +253,7 @@ def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, 
     return folder.commit(), summary
 
 
-def _export_and_measure(lm, r, run, folder, harmful_test, harmless_test, clean, batches, completions, text, console):
+def _export_and_measure(lm, r, run, folder, harmful_test, harmless_test, probe, completions, text, console):
     if not run.export_model:
         return {"done": False, "reason": "not asked (--no-export)"}
     try:
@@ -282,7 +266,7 @@ def _export_and_measure(lm, r, run, folder, harmful_test, harmless_test, clean, 
     edited = load_model(str(path), dtype=run.dtype, device=run.device)
     completions["harmful_exported"] = _complete(edited, harmful_test, run)
     completions["harmless_exported"] = _complete(edited, harmless_test, run)
-    text["exported"] = _text_effects(clean, batches, edited)
+    text["exported"] = _text_effects(SideEffectProbe(edited, probe.batches))  # clean reference: the unedited model
     return {"done": True, "folder": "model", **record}
 
 
