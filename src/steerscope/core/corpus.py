@@ -1,4 +1,6 @@
-"""Natural text for evaluation: the built-in Wikipedia summaries, or any text / jsonl file.
+"""Natural text: the built-in Wikipedia summaries, the built-in movie reviews, or any text / jsonl file.
+
+Sources join with '+' ("wikipedia+movie-reviews"): their documents are pooled before selection.
 
 Selection (deterministic, documented): documents are shuffled with numpy's default_rng(seed), each is
 tokenized with the model's tokenizer (its own special tokens included), documents shorter than T
@@ -7,7 +9,9 @@ tokens are skipped, and the first T tokens of the first N remaining documents ar
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +29,48 @@ def wikipedia_path() -> Path:
     return packaged_file(CORPUS_PACKAGE, CORPUS_VERSION, CORPUS_FILE, "the built-in corpus")
 
 
+REVIEWS_PACKAGE = "movie-reviews"
+REVIEWS_VERSION = "0.0.2"
+REVIEWS_FILE = "movie_reviews/data/combined_movie_reviews.csv"
+BUILT_IN = ("wikipedia", "movie-reviews")
+
+
+def reviews_path() -> Path:
+    """Path of the built-in movie reviews CSV (IMDB 25,000 + Rotten Tomatoes 8,530, labelled, half positive)."""
+    return packaged_file(REVIEWS_PACKAGE, REVIEWS_VERSION, REVIEWS_FILE, "the built-in movie reviews")
+
+
+def movie_reviews(source: str | None = None) -> list[tuple[str, int]]:
+    """(text, label) of the built-in reviews, label 1 = positive; `source`: 'imdb', 'rotten_tomatoes' or both.
+
+    IMDB's '<br />' line breaks become newlines.
+    """
+    if source not in (None, "imdb", "rotten_tomatoes"):
+        raise ValueError(f"source must be 'imdb', 'rotten_tomatoes' or None (both), got {source!r}")
+    csv.field_size_limit(1 << 26)
+    with reviews_path().open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if source is None or r["source"] == source]
+    return [(re.sub(r"<br\s*/?>", "\n", r["text"]).strip(), int(r["label"])) for r in rows]
+
+
 def load_documents(source: str = "wikipedia") -> list[str]:
-    """Documents from 'wikipedia', a .jsonl file (field 'text'), a .json list, or a text file.
+    """Documents from 'wikipedia', 'movie-reviews', a .jsonl file (field 'text'), a .json list, or a text file;
+    'a+b' pools the documents of both sources.
 
     A plain text file is split into documents at blank lines.
     """
+    if "+" in source and not Path(source).is_file():
+        return [doc for part in source.split("+") for doc in load_documents(part.strip())]
+    if source == "movie-reviews":
+        return [text for text, _ in movie_reviews()]
     if source == "wikipedia":
         data = json.loads(wikipedia_path().read_text(encoding="utf-8"))
         return [entry["extract"] for entry in data.values() if entry.get("extract")]
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"text source {source!r} is neither 'wikipedia' nor an existing file")
+        raise FileNotFoundError(
+            f"text source {source!r} is neither a built-in corpus ({', '.join(BUILT_IN)}) nor an existing file"
+        )
     if path.suffix == ".jsonl":
         docs = []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
