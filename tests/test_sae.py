@@ -156,10 +156,23 @@ def _write_saelens_folder(folder, cfg: dict, sae: SparseAutoencoder, extra=None)
 def test_load_saelens_files_in_its_own_key_names(tmp_path):
     sae = _random_sae("topk", d_in=16, d_sae=32, k=3)
     v6 = {
-        "d_in": 16, "d_sae": 32, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
-        "normalize_activations": "none", "reshape_activations": "none", "k": 3, "architecture": "topk",
-        "meta": {"model_name": "gpt2", "hook_name": "blocks.8.hook_resid_post", "hook_head_index": None,
-                 "context_size": 128, "prepend_bos": True, "sae_lens_version": "6.5.1"},
+        "d_in": 16,
+        "d_sae": 32,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "k": 3,
+        "architecture": "topk",
+        "meta": {
+            "model_name": "gpt2",
+            "hook_name": "blocks.8.hook_resid_post",
+            "hook_head_index": None,
+            "context_size": 128,
+            "prepend_bos": True,
+            "sae_lens_version": "6.5.1",
+        },
     }
     _write_saelens_folder(tmp_path / "v6", v6, sae)
     loaded = load_saelens(tmp_path / "v6")
@@ -169,10 +182,20 @@ def test_load_saelens_files_in_its_own_key_names(tmp_path):
 
     relu = _random_sae("standard", d_in=16, d_sae=32)
     old = {
-        "model_name": "gpt2-small", "hook_point": "blocks.2.hook_resid_pre", "hook_point_layer": 2,
-        "hook_point_head_index": None, "d_in": 16, "d_sae": 32, "dtype": "torch.float32", "device": "cuda",
-        "context_size": 128, "activation_fn_str": "relu", "apply_b_dec_to_input": True,
-        "finetuning_scaling_factor": False, "normalize_activations": False, "prepend_bos": True,
+        "model_name": "gpt2-small",
+        "hook_point": "blocks.2.hook_resid_pre",
+        "hook_point_layer": 2,
+        "hook_point_head_index": None,
+        "d_in": 16,
+        "d_sae": 32,
+        "dtype": "torch.float32",
+        "device": "cuda",
+        "context_size": 128,
+        "activation_fn_str": "relu",
+        "apply_b_dec_to_input": True,
+        "finetuning_scaling_factor": False,
+        "normalize_activations": False,
+        "prepend_bos": True,
         "sae_lens_training_version": "2.1.3",
     }
     _write_saelens_folder(tmp_path / "old", old, relu, {"scaling_factor": torch.ones(32)})
@@ -218,8 +241,19 @@ def corpus(tmp_path_factory):
 
 
 def _cfg(corpus, **kw):
-    base = dict(site=SITE, expansion=4, k=4, tokens=2000, seq_len=16, batch_size=64, chunk_sequences=24,
-                n_eval=8, source=corpus, checkpoint_every=4, dead_tokens=500)
+    base = dict(
+        site=SITE,
+        expansion=4,
+        k=4,
+        tokens=2000,
+        seq_len=16,
+        batch_size=64,
+        chunk_sequences=24,
+        n_eval=8,
+        source=corpus,
+        checkpoint_every=4,
+        dead_tokens=500,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -272,8 +306,9 @@ def test_find_features_and_snippets(lm, corpus):
     sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
     pairs = [ContrastPair(f"w90 w{i} w{i + 1}", f"w91 w{i} w{i + 1}") for i in range(6)]
     last = text_latents(lm, sae, [p.positive for p in pairs], "last", batch_size=4)
-    direct = sae.encode(torch.stack([capture(lm, lm.tokenize(p.positive)["input_ids"], [SITE])[SITE][0, -1]
-                                     for p in pairs]))
+    direct = sae.encode(
+        torch.stack([capture(lm, lm.tokenize(p.positive)["input_ids"], [SITE])[SITE][0, -1] for p in pairs])
+    )
     torch.testing.assert_close(last, direct, atol=1e-5, rtol=1e-5)
     ranked = find_features(lm, sae, pairs, read="max", top=3)
     assert len(ranked["positive"]) == 3 and all(0 <= r["auroc"] <= 1 for r in ranked["positive"])
@@ -302,6 +337,14 @@ def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
     f = sae.encode(clean).detach()[..., best]
     expected = clean + (2.0 * clamp.scale - f).unsqueeze(-1) * sae.W_dec[best].detach()
     torch.testing.assert_close(edited, expected, atol=1e-4, rtol=1e-4)
+    # default scale: matched norm (mean-difference norm over the decoder norm); or the largest activation
+    md_norm = mean_diff(lm, pairs, [SITE]).meta["norms"][SITE]
+    assert clamp.scale == pytest.approx(md_norm / float(sae.W_dec[best].detach().norm()), rel=1e-5)
+    by_max = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, scale="max_activation")
+    last = [capture(lm, lm.tokenize([p.positive]), [SITE])[SITE][0, -1] for p in pairs]
+    assert by_max.scale == pytest.approx(max(float(sae.encode(x)[best].detach()) for x in last), rel=1e-5)
+    with pytest.raises(ValueError, match="scale must be"):
+        SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, scale="huge")
     added = SAE_METHODS["sae_add"](lm, pairs, [SITE], sae=sae, latent=3)
     assert added.meta["latent"] == 3 and added.meta["method"] == "sae_add"
     assert added.meta["norms"][SITE] == pytest.approx(mean_diff(lm, pairs, [SITE]).meta["norms"][SITE], rel=1e-5)
@@ -341,7 +384,11 @@ def test_sae_add_runs_as_a_sweep_method(lm, tmp_path):
     sae.cfg.meta = {"train_tokens": 1000, "train_seconds": 2.0, "train_flops": 3e9}
     save_saelens(sae, tmp_path / "sae")
     config = tiny_config(
-        tmp_path, methods=["mean_diff", "sae_add"], sites=[SITE], n_pairs=[2], seeds=[0],
+        tmp_path,
+        methods=["mean_diff", "sae_add"],
+        sites=[SITE],
+        n_pairs=[2],
+        seeds=[0],
         method_options={"sae_add": {"sae": str(tmp_path / "sae")}},
     )
     with ResultStore(run_sweep(config, tmp_path / "out", models={"tiny": lm})) as store:

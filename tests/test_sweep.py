@@ -12,6 +12,7 @@ from tiny_models import tiny_model
 import steerscope.sweep.runner as runner_mod
 from steerscope.evaluate.store import ResultStore, SettingsMismatchError, cell_of
 from steerscope.sweep.datasets import get_task
+from steerscope.sweep.methods import COST_METRICS
 from steerscope.sweep.protocol import paired_difference, select
 from steerscope.sweep.runner import STORE_NAME, SweepRunner, pair_subset, run_sweep, vector_specs
 
@@ -51,7 +52,17 @@ def test_tiny_sweep_measures_every_planned_cell(tmp_path, lm):
     test_cells = [c for c in {c.key: c for c in cells}.values() if c.split == "test" and c.method != "unsteered"]
     assert all(c.coefficient in (1.0, 4.0) for c in test_cells if c.method != "prompting")
     metrics = {r["metric"] for r in rows if r["split"] == "test" and r["method"] == "mean_diff"}
-    assert metrics == {"keyword_rate", "fluency_ce", "fluency_cost", "delta_ce", "kl"}
+    assert metrics == {"keyword_rate", "fluency_ce", "fluency_cost", "delta_ce", "kl", *COST_METRICS}
+    # cost: the pairs' tokens counted one by one, nothing for an SAE, totals add up
+    pairs = get_task("tinyset", config.custom_datasets).train_pairs()
+    for r in (r for r in rows if r["split"] == "test" and r["metric"] == "cost_pair_tokens"):
+        subset = pair_subset(pairs, r["n_pairs"], r["seed"])
+        assert r["value"] == sum(len(lm.tokenizer(t)["input_ids"]) for p in subset for t in (p.positive, p.negative))
+    by_cell = {}
+    for r in rows:
+        by_cell.setdefault(r["cell"], {})[r["metric"]] = r["value"]
+    costed = [m for m in by_cell.values() if "cost_total_flops" in m]
+    assert costed and all(m["cost_sae_flops"] == 0 and m["cost_total_flops"] == m["cost_fit_flops"] > 0 for m in costed)
     unsteered = [r for r in rows if r["method"] == "unsteered" and r["metric"] == "fluency_cost"]
     assert all(r["value"] == 0 for r in unsteered)
     # the prompting baseline shows the instruction "w90 w90 w90": its completions are scored, not its prompt
@@ -104,7 +115,8 @@ def test_crash_mid_sweep_then_rerun_gives_each_row_exactly_once(tmp_path, lm):
     assert len(set(got)) == len(got)
     assert len(resumed_cells) == n_cells - 3 - 5, "finished cells are not measured again"
     # identical values: greedy generation is deterministic, so the resumed run equals the clean one
-    a = {(r["cell"], r["metric"]): r["value"] for r in _cells(full)[1]}
+    # (all but the measured wall times of fitting)
+    a = {(r["cell"], r["metric"]): r["value"] for r in _cells(full)[1] if "seconds" not in r["metric"]}
     b = {(r["cell"], r["metric"]): r["value"] for r in _cells(tmp_path / "crashy" / STORE_NAME)[1]}
     assert all(np.isclose(a[k], b[k], equal_nan=True) for k in a)
 

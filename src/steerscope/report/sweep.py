@@ -2,9 +2,10 @@
 
 Every number comes from test cells at the settings chosen on validation rows (the same `select` the
 sweep used), with two-level bootstrap intervals over seeds (pair subsets) and prompts. Writes into
-RESULTS/report/: summary.csv (effect and costs per method and n_pairs), comparison.csv (methods at the
-reference method's coefficient: matched norm), baselines.csv, selection.csv, report.json, the figures
-sample_complexity.png, tradeoff.png, layer_sweep.png, and index.html.
+RESULTS/report/: summary.csv (effect, fluency, side effects and the cost of finding each intervention
+per method and n_pairs), comparison.csv (methods at the reference method's coefficient: matched norm),
+baselines.csv, selection.csv, report.json, the figures sample_complexity.png, amortized_cost.png (effect
+against total tokens and FLOPs, an SAE's training included), tradeoff.png, layer_sweep.png, and index.html.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 from ..core.io import atomic_write_text, write_csv, write_json
 from ..evaluate.store import ResultStore
 from ..sweep.datasets import get_task
+from ..sweep.methods import COST_METRICS
 from ..sweep.protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
 from ..sweep.runner import STORE_NAME
 from . import html
-from .sweep_figures import layer_figure, sample_complexity_figure, tradeoff_figure
+from .sweep_figures import amortized_cost_figure, layer_figure, sample_complexity_figure, tradeoff_figure
 
 BASELINE_METHODS = ("unsteered", "prompting")
+#: cost columns of the tables (means over seeds): the pairs, and the total with an SAE's training included
+SHOWN_COSTS = ("cost_pair_tokens", "cost_sae_tokens", "cost_total_tokens", "cost_total_flops", "cost_total_seconds")
 EXAMPLES = 4
 
 
@@ -57,7 +61,7 @@ class _Group:
 
     def measured(self, method: str, n: int, site: str, coefficient: float) -> dict:
         rows = cells_at(self.test, method=method, n_pairs=n, site=site, coefficient=coefficient)
-        return summarize_cells([r for v in rows.values() for r in v], self.metrics, self.n_boot)
+        return summarize_cells([r for v in rows.values() for r in v], [*self.metrics, *COST_METRICS], self.n_boot)
 
     def chosen(self) -> list[dict]:
         """Per method and n_pairs: the chosen site and coefficient and the test numbers there."""
@@ -188,12 +192,22 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
     for c in chosen:
         if c["method"] != "random":
             curves[c["method"]].append(
-                {"n_pairs": c["n_pairs"], "effect": c.get(g.effect), "fluency_cost": c.get(FLUENCY)}
+                {
+                    "n_pairs": c["n_pairs"],
+                    "effect": c.get(g.effect),
+                    "fluency_cost": c.get(FLUENCY),
+                    **{k: c[k]["value"] for k in ("cost_total_tokens", "cost_total_flops") if k in c},
+                }
             )
     figs = {}
     figs["sample complexity"] = out / f"{stem('sample_complexity')}.png"
     bands = {k: {"effect": v.get(g.effect), "fluency_cost": v.get(FLUENCY)} for k, v in baselines.items()}
     sample_complexity_figure(curves, bands, label, f"{tag}: sample complexity", figs["sample complexity"])
+    if any("cost_total_flops" in p for points in curves.values() for p in points):
+        figs["amortized cost"] = out / f"{stem('amortized_cost')}.png"
+        amortized_cost_figure(
+            curves, bands, label, f"{tag}: effect against the total cost of finding it", figs["amortized cost"]
+        )
     lines, base = g.tradeoff(chosen)
     figs["effect vs fluency"] = out / f"{stem('tradeoff')}.png"
     tradeoff_figure(
@@ -263,10 +277,12 @@ def _row(c: dict, g: _Group) -> dict:
     first = next((c[m] for m in g.metrics if m in c), {})
     delta = f"{g.effect}_minus_{g.reference}"
     extra = _flat(delta, c.get(delta)) if delta in c else {}
+    costs = {k.removeprefix("cost_"): c[k]["value"] for k in SHOWN_COSTS if k in c}
     return {
         **{k: c[k] for k in keep if k in c},
         **_metrics(c, g),
         **extra,
+        **costs,
         "n_seeds": first.get("n_seeds"),
         "n_prompts": first.get("n_items"),
     }

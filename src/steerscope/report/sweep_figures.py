@@ -55,6 +55,38 @@ def sample_complexity_figure(
     _save(fig, path)
 
 
+def amortized_cost_figure(
+    curves: dict[str, list[dict]], baselines: dict[str, dict], effect_label: str, title: str, path: Path
+) -> None:
+    """Effect (test) against the total cost of finding each intervention: model tokens read (the pairs, plus
+    an SAE's training tokens) and estimated FLOPs, one line per method over n_pairs; baselines as bands."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
+    for ax, key, xlabel in (
+        (axes[0], "cost_total_tokens", "model tokens read (pairs + SAE training)"),
+        (axes[1], "cost_total_flops", "estimated FLOPs (pairs + SAE training)"),
+    ):
+        for i, (method, points) in enumerate(sorted(curves.items())):
+            pts = sorted((p for p in points if p.get("effect") and p.get(key)), key=lambda p: p[key])
+            if not pts:
+                continue
+            x = np.asarray([p[key] for p in pts])
+            y = np.asarray([p["effect"]["value"] for p in pts])
+            ci = np.asarray([p["effect"]["ci"] for p in pts])
+            ax.errorbar(
+                x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", ms=4, capsize=2, color=_color(i), label=method
+            )
+            for p, xv, yv in zip(pts, x, y, strict=True):
+                ax.annotate(f"n={p['n_pairs']}", (xv, yv), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for name, (color, label) in BASELINE_STYLE.items():
+            _band(ax, (baselines.get(name) or {}).get("effect"), color, label)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(effect_label + " (test)")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
 def tradeoff_figure(lines: dict[str, list[dict]], baselines: dict[str, dict], effect_label: str, title: str, path):
     """Validation effect against fluency cost over the coefficient grid, one line per method."""
     fig, ax = plt.subplots(figsize=(6.5, 4.6))

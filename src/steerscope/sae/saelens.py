@@ -122,18 +122,29 @@ def config_from_saelens(raw: dict, where: str = "cfg.json") -> SAEConfig:
     )
 
 
-def load_saelens(folder: str | Path) -> SparseAutoencoder:
-    """Load an SAE folder in the SAELens layout (ours or SAELens's own)."""
-    folder = Path(folder)
-    cfg_path, weights_path = folder / CFG_FILE, folder / WEIGHTS_FILE
-    for p in (cfg_path, weights_path):
+def _require(*paths: Path) -> None:
+    for p in paths:
         if not p.is_file():
             raise SAEFileError(f"{p} is missing; an SAE folder holds {CFG_FILE} and {WEIGHTS_FILE} (SAELens layout)")
+
+
+def read_config(folder: str | Path) -> SAEConfig:
+    """The config of an SAE folder without loading its weights."""
+    cfg_path = Path(folder) / CFG_FILE
+    _require(cfg_path)
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SAEFileError(f"{cfg_path} is not valid JSON ({exc.msg})") from exc
-    cfg = config_from_saelens(raw, str(cfg_path))
+    return config_from_saelens(raw, str(cfg_path))
+
+
+def load_saelens(folder: str | Path) -> SparseAutoencoder:
+    """Load an SAE folder in the SAELens layout (ours or SAELens's own)."""
+    folder = Path(folder)
+    weights_path = folder / WEIGHTS_FILE
+    _require(folder / CFG_FILE, weights_path)
+    cfg = read_config(folder)
     try:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError) as exc:

@@ -1,8 +1,8 @@
 """Steering by SAE feature: clamp a latent (keeping the SAE's error term) or add its decoder direction.
 
-    sae_clamp: h -> decode(f with f[latent] := value at the chosen positions) + (h - decode(f)),  f = encode(h)
-               so only the latent's contribution changes: h + (value - f[latent]) * W_dec[latent].
-    sae_add:   h -> h + coefficient * W_dec[latent]   (an ordinary SteeringVector, applied like any other).
+sae_clamp: h -> decode(f with f[latent] := value at the chosen positions) + (h - decode(f)),  f = encode(h)
+           so only the latent's contribution changes: h + (value - f[latent]) * W_dec[latent].
+sae_add:   h -> h + coefficient * W_dec[latent]   (an ordinary SteeringVector, applied like any other).
 """
 
 from __future__ import annotations
@@ -97,8 +97,10 @@ def sae_add_vector(
 class SAEClamp:
     """A fitted clamp: `apply(lm, coefficient)` clamps the latent to coefficient x `scale`.
 
-    `scale` is the latent's largest activation on the positive texts, so coefficient 1 sets the
-    feature as strongly as the data showed it (AxBench-style multiples of the maximum activation).
+    `scale` (see fit_sae_clamp): by default the mean-difference norm of the pairs divided by the
+    latent's decoder norm, so that where the latent is off, coefficient c moves the residual as far as
+    mean_diff at coefficient c (coefficients comparable across methods); or the latent's largest
+    activation on the positive texts (AxBench-style multiples of the maximum activation).
     """
 
     sae: SparseAutoencoder
@@ -132,7 +134,7 @@ def _choose(lm, sae, pairs, sites, read, batch_size, latent, by) -> tuple[str, i
     _check(lm, sae, chosen)
     pair_tokens = sum(len(lm.tokenizer(t)["input_ids"]) for p in pairs for t in (p.positive, p.negative))
     cost = {
-        "sae_train_tokens": sae.cfg.meta.get("train_tokens"),
+        "sae_train_tokens": sae.cfg.meta.get("train_model_tokens", sae.cfg.meta.get("train_tokens")),
         "sae_train_seconds": sae.cfg.meta.get("train_seconds"),
         "sae_train_flops": sae.cfg.meta.get("train_flops"),
         "pair_tokens": pair_tokens,
@@ -151,13 +153,24 @@ def fit_sae_clamp(
     sae: SparseAutoencoder | str | Path | None = None,
     latent: int | None = None,
     by: str = "auroc",
+    scale: str = "mean_diff",
 ) -> SAEClamp:
-    """sae_clamp under the steering contract: the latent that best separates the pairs (or `latent`)."""
+    """sae_clamp under the steering contract: the latent that best separates the pairs (or `latent`).
+
+    `scale`: "mean_diff" (clamp value per unit coefficient = mean-difference norm / decoder norm, i.e.
+    matched norm) or "max_activation" (the latent's largest activation on the positive texts)."""
+    if scale not in ("mean_diff", "max_activation"):
+        raise ValueError(f"scale must be 'mean_diff' or 'max_activation', got {scale!r}")
     sae = _as_sae(sae)
     site, chosen, info, pos_acts = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
-    scale = float(pos_acts.max()) or 1.0
-    meta = {**_meta(lm, "sae_clamp", pairs, read, {"latent": chosen, "by": by}), "scale": scale, **info}
-    return SAEClamp(sae, chosen, site, scale, meta)
+    if scale == "max_activation":
+        value = float(pos_acts.max()) or 1.0
+    else:
+        norm = mean_diff(lm, pairs, [site], read, batch_size).meta["norms"][site]
+        value = norm / float(sae.W_dec[chosen].detach().norm())
+    options = {"latent": chosen, "by": by, "scale": scale}
+    meta = {**_meta(lm, "sae_clamp", pairs, read, options), "scale": value, **info}
+    return SAEClamp(sae, chosen, site, value, meta)
 
 
 def fit_sae_add(

@@ -23,6 +23,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..core.corpus import token_sequences
+from ..core.cost import forward_flops
 from ..core.hooks import capture, edit, run_forward
 from ..core.io import load_train_state, save_train_state, write_json
 from ..core.models import LoadedModel
@@ -212,26 +213,23 @@ def train_sae(
         "train_tokens": tokens_used,
         "train_seconds": round(seconds, 1),
         "activations_read": n_train * per_seq,
-        "flops_estimate": flops_estimate(lm, lm_site, d_sae, n_train * per_seq, tokens_used),
+        "model_tokens_read": n_train * cfg.seq_len,
+        "flops_estimate": flops_estimate(lm, lm_site, d_sae, n_train * cfg.seq_len, tokens_used),
         "losses": losses,
         "dead_fraction_train": float((since_fired > cfg.dead_tokens).float().mean()),
         "eval": evaluate_sae(lm, sae, eval_ids, cfg.model_batch),
         "settings": settings,
     }
-    cost = {"train_tokens": tokens_used, "train_seconds": result["train_seconds"]}
+    cost = {"train_tokens": tokens_used, "train_model_tokens": n_train * cfg.seq_len, "train_seconds": seconds}
     save_saelens(sae, out, extra={**cost, "train_flops": result["flops_estimate"]["total"]})
     write_json(out / "train.json", result)
     return result
 
 
 def flops_estimate(lm: LoadedModel, site: str, d_sae: int, model_tokens: int, sae_tokens: int) -> dict:
-    """Rough FLOPs: 2 x (parameters of the blocks run before the site is read) per token read from the model
-    (attention's quadratic term left out), plus 12 x d_in x d_sae per training activation for the SAE's dense
-    encoder and decoder, forward and backward."""
-    kind, _, layer = site.rpartition(".")
-    blocks = lm.n_layers if not layer.isdigit() else int(layer) + (0 if kind == "resid_pre" else 1)
-    block_params = sum(p.numel() for blk in list(lm.blocks)[:blocks] for p in blk.parameters())
-    model = 2 * block_params * model_tokens
+    """Rough FLOPs: the model's forward passes up to the site (core.cost.forward_flops), plus
+    12 x d_in x d_sae per training activation for the SAE's dense encoder and decoder, forward and backward."""
+    model = forward_flops(lm, [site], model_tokens)
     sae = 12 * lm.d_model * d_sae * sae_tokens
     return {"model_forward": float(model), "sae_train": float(sae), "total": float(model + sae)}
 

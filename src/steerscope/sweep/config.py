@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..steering.methods import METHODS
+from .methods import SAE_METHOD_NAMES, SWEEP_METHODS, sae_site
 
 BASELINES = ("unsteered", "prompting", "random")
 
@@ -136,9 +136,9 @@ def parse_config(data: dict, where: str = "config") -> SweepConfig:
 
 
 def _check(c: SweepConfig, where: str) -> None:
-    bad = [m for m in c.methods if m not in METHODS or m == "random"]
+    bad = [m for m in c.methods if m not in SWEEP_METHODS]
     if bad:
-        names = ", ".join(m for m in METHODS if m != "random")
+        names = ", ".join(SWEEP_METHODS)
         raise ConfigError(f"{where}: unknown method(s) {bad}; methods: {names} (random is a baseline)")
     bad = [b for b in c.baselines if b not in BASELINES]
     if bad:
@@ -147,8 +147,17 @@ def _check(c: SweepConfig, where: str) -> None:
         raise ConfigError(f"{where}: n_pairs must be positive integers, got {c.n_pairs}")
     if any(not isinstance(x, int | float) or x <= 0 for x in c.coefficients):
         raise ConfigError(f"{where}: coefficients must be positive numbers (0 is the unsteered baseline)")
-    if not isinstance(c.method_options, dict) or set(c.method_options) - set(METHODS):
-        raise ConfigError(f"{where}: method_options must be a table keyed by method name ({', '.join(METHODS)})")
+    if not isinstance(c.method_options, dict) or set(c.method_options) - set(SWEEP_METHODS):
+        names = ", ".join(SWEEP_METHODS)
+        raise ConfigError(f"{where}: method_options must be a table keyed by method name ({names})")
+    for m in (m for m in c.methods if m in SAE_METHOD_NAMES):
+        options = c.method_options.get(m, {})
+        try:
+            site = sae_site(options)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {m}: {exc} (set it in [method_options.{m}])") from exc
+        if site not in c.sites:
+            raise ConfigError(f"{where}: {m}: the SAE at {options['sae']} reads {site}; add it to sites {c.sites}")
     if c.reference_method not in c.methods:
         raise ConfigError(
             f"{where}: reference_method {c.reference_method!r} is not among the swept methods {c.methods}"

@@ -30,11 +30,10 @@ from ..core.models import LoadedModel, load_model
 from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
 from ..evaluate.store import Cell, ResultStore
 from ..report.depth import progress_bar
-from ..steering.methods import fit, random_direction
 from ..steering.pairs import ContrastPair
-from ..steering.vector import SteeringVector
 from .config import SweepConfig
 from .datasets import ConceptTask, get_task
+from .methods import Intervention, at_site, fit_intervention, method_sites
 from .protocol import select
 
 STORE_NAME = "results.sqlite"
@@ -72,15 +71,10 @@ def vector_specs(config: SweepConfig) -> list[VectorSpec]:
 
 def _fit(
     lm: LoadedModel, spec: VectorSpec, pairs: list[ContrastPair], sites: list[str], options: dict
-) -> SteeringVector:
+) -> tuple[Intervention, dict[str, float]]:
     subset = pair_subset(pairs, spec.n_pairs, spec.seed)
-    if spec.method == "random":
-        return random_direction(lm, subset, sites, seed=spec.seed, batch_size=16)
-    return fit(spec.method, lm, subset, sites, seed=spec.seed, batch_size=16, **options.get(spec.method, {}))
-
-
-def _at_site(vector: SteeringVector, site: str) -> SteeringVector:
-    return SteeringVector({site: vector.vectors[site]}, dict(vector.meta))
+    own = options.get(spec.method, {})
+    return fit_intervention(lm, spec.method, subset, method_sites(spec.method, sites, own), spec.seed, own)
 
 
 class SweepRunner:
@@ -134,6 +128,7 @@ class SweepRunner:
         base_ce: np.ndarray | None,
         shown: list[str] | None = None,
         side_effects: SideEffectProbe | None = None,
+        cost: dict[str, float] | None = None,
     ) -> None:
         """Generate under the intervention, score, and store the cell (skipped when already stored)."""
         if cell.key in self.done:
@@ -146,6 +141,7 @@ class SweepRunner:
         metrics["fluency_cost"] = ce - (ce if base_ce is None else base_ce)
         if side_effects is not None:
             metrics.update(side_effects.measure(intervention))
+        metrics.update({name: [value] for name, value in (cost or {}).items()})
         self.store.write(cell, metrics, texts)
         self.done.add(cell.key)
         self._advance(cell)
@@ -161,8 +157,8 @@ class SweepRunner:
     def planned_cells(self) -> int:
         c = self.config
         per_dataset = 2 * (1 + ("prompting" in c.baselines))
-        specs = len(vector_specs(c))
-        per_dataset += specs * len(c.sites) * len(c.coefficients) + specs * len(c.sites)  # test: at least one each
+        sites = sum(len(self._sites(spec.method)) for spec in vector_specs(c))
+        per_dataset += sites * len(c.coefficients) + sites  # test: at least one cell per site
         return per_dataset * len(c.datasets) * len(c.models)
 
     def run(self) -> Path:
@@ -207,9 +203,9 @@ class SweepRunner:
                 shown = task.prompted(lm.tokenizer, ps)
                 self._measure(cell, lm, task, ps, nullcontext, base_ce[split], shown=shown)
         specs = vector_specs(c)
-        vectors: dict[VectorSpec, SteeringVector] = {}
+        vectors: dict[VectorSpec, tuple[Intervention, dict[str, float]]] = {}
 
-        def vector(spec: VectorSpec) -> SteeringVector:
+        def vector(spec: VectorSpec) -> tuple[Intervention, dict[str, float]]:
             if spec not in vectors:
                 vectors[spec] = _fit(lm, spec, pairs, c.sites, c.method_options)
             return vectors[spec]
@@ -220,10 +216,10 @@ class SweepRunner:
         for _n, group in _by_n_pairs(specs, c.reference_method):
             for spec in group:
                 self.progress.update(self.task_id, description=f"{model} / {task.name}: validation {_label(spec)}")
-                for site, coef in self._grid():
+                for site, coef in self._grid(spec.method):
                     todo = cell(spec, site, coef, "validation")
                     if todo.key not in self.done:
-                        v = _at_site(vector(spec), site)
+                        v = at_site(vector(spec)[0], site)
                         applier = _applier(lm, v, coef)
                         self._measure(todo, lm, task, prompts["validation"], applier, base_ce["validation"])
             choices = select(
@@ -235,18 +231,22 @@ class SweepRunner:
             write_json(self.out / "selection.json", self.selections)
             for spec in group:
                 self.progress.update(self.task_id, description=f"{model} / {task.name}: test {_label(spec)}")
-                for site in c.sites:
+                for site in self._sites(spec.method):
                     for coef in self._test_coefficients(choices["per_site"], model, task.name, spec, site):
                         todo = cell(spec, site, coef, "test")
                         if todo.key not in self.done:
-                            v = _at_site(vector(spec), site)
-                            applier = _applier(lm, v, coef)
-                            self._measure(todo, lm, task, prompts["test"], applier, base_ce["test"], side_effects=probe)
+                            fitted, cost = vector(spec)
+                            applier = _applier(lm, at_site(fitted, site), coef)
+                            test = prompts["test"]
+                            self._measure(todo, lm, task, test, applier, base_ce["test"], side_effects=probe, cost=cost)
             for spec in group:
                 vectors.pop(spec, None)
 
-    def _grid(self) -> Iterator[tuple[str, float]]:
-        for site in self.config.sites:
+    def _sites(self, method: str) -> list[str]:
+        return method_sites(method, self.config.sites, self.config.method_options.get(method, {}))
+
+    def _grid(self, method: str) -> Iterator[tuple[str, float]]:
+        for site in self._sites(method):
             for coef in self.config.coefficients:
                 yield site, float(coef)
 
@@ -272,8 +272,8 @@ def _by_n_pairs(specs: list[VectorSpec], reference: str) -> list[tuple[int, list
     return [(n, sorted((s for s in specs if s.n_pairs == n), key=rank)) for n in groups]
 
 
-def _applier(lm: LoadedModel, vector: SteeringVector, coef: float) -> Callable[[], AbstractContextManager]:
-    return lambda: vector.apply(lm, coef)
+def _applier(lm: LoadedModel, fitted: Intervention, coef: float) -> Callable[[], AbstractContextManager]:
+    return lambda: fitted.apply(lm, coef)
 
 
 def _label(spec: VectorSpec) -> str:
