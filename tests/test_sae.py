@@ -343,6 +343,8 @@ def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
     by_max = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, scale="max_activation")
     last = [capture(lm, lm.tokenize([p.positive]), [SITE])[SITE][0, -1] for p in pairs]
     assert by_max.scale == pytest.approx(max(float(sae.encode(x)[best].detach()) for x in last), rel=1e-5)
+    by_peak = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, read="max")  # latent by max, norm at last token
+    assert by_peak.scale == pytest.approx(md_norm / float(sae.W_dec[by_peak.latent].detach().norm()), rel=1e-5)
     with pytest.raises(ValueError, match="scale must be"):
         SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, scale="huge")
     added = SAE_METHODS["sae_add"](lm, pairs, [SITE], sae=sae, latent=3)

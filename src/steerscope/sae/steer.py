@@ -143,6 +143,11 @@ def _choose(lm, sae, pairs, sites, read, batch_size, latent, by) -> tuple[str, i
     return site, chosen, info, pos[:, chosen]
 
 
+def _mean_diff_norm(lm: LoadedModel, pairs, site: str, read: str, batch_size: int) -> float:
+    """Norm of the pairs' mean difference at `site`; read "max" (a latent reading only) uses the last token."""
+    return mean_diff(lm, pairs, [site], "last" if read == "max" else read, batch_size).meta["norms"][site]
+
+
 def fit_sae_clamp(
     lm: LoadedModel,
     pairs: Sequence[ContrastPair],
@@ -166,7 +171,7 @@ def fit_sae_clamp(
     if scale == "max_activation":
         value = float(pos_acts.max()) or 1.0
     else:
-        norm = mean_diff(lm, pairs, [site], read, batch_size).meta["norms"][site]
+        norm = _mean_diff_norm(lm, pairs, site, read, batch_size)
         value = norm / float(sae.W_dec[chosen].detach().norm())
     options = {"latent": chosen, "by": by, "scale": scale}
     meta = {**_meta(lm, "sae_clamp", pairs, read, options), "scale": value, **info}
@@ -189,7 +194,7 @@ def fit_sae_add(
     pairs' mean difference (as pca and probe are) or kept at unit norm (`scale="unit"`)."""
     sae = _as_sae(sae)
     site, chosen, info, _ = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
-    norm = None if scale == "unit" else mean_diff(lm, pairs, [site], read, batch_size).meta["norms"][site]
+    norm = None if scale == "unit" else _mean_diff_norm(lm, pairs, site, read, batch_size)
     vec = sae_add_vector(lm, sae, chosen, site, norm)
     vec.meta.update({"n_pairs": len(pairs), "dataset_hash": dataset_hash(list(pairs)), "read": read, **info})
     return vec
