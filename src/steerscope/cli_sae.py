@@ -9,8 +9,9 @@ import typer
 
 from .cli import MODEL_HELP, _load, app, console
 
-sae_app = typer.Typer(help="Sparse autoencoders: train, inspect features, compare with steering vectors.",
-                      no_args_is_help=True)
+sae_app = typer.Typer(
+    help="Sparse autoencoders: train, inspect features, compare with steering vectors.", no_args_is_help=True
+)
 app.add_typer(sae_app, name="sae")
 
 
@@ -47,8 +48,18 @@ def train(
     arch = "standard" if architecture == "relu" else architecture
     out = out or Path("runs/sae") / f"{lm.name.replace('/', '_')}_{site}_{arch}_x{expansion}"
     cfg = TrainConfig(
-        site=site, expansion=expansion, architecture=arch, k=k, l1_coefficient=l1_coefficient, tokens=tokens,
-        seq_len=seq_len, batch_size=batch_size, lr=lr, source=text, n_eval=n_eval, seed=seed,
+        site=site,
+        expansion=expansion,
+        architecture=arch,
+        k=k,
+        l1_coefficient=l1_coefficient,
+        tokens=tokens,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        source=text,
+        n_eval=n_eval,
+        seed=seed,
     )
     try:
         r = train_sae(lm, out, cfg)
@@ -87,7 +98,9 @@ def features(
     by: Annotated[str, typer.Option(help="rank by auroc or mean_diff")] = "auroc",
     top: Annotated[int, typer.Option(help="latents shown per side")] = 5,
     snippets: Annotated[int, typer.Option(help="top-activating corpus snippets per latent (0: none)")] = 3,
-    text: Annotated[str, typer.Option(help="corpus for the snippets: 'wikipedia' or a text file")] = "wikipedia",
+    text: Annotated[
+        str, typer.Option(help="corpus for the snippets: 'wikipedia', 'movie-reviews' or a text file")
+    ] = "wikipedia",
     n_sequences: Annotated[int, typer.Option(help="corpus sequences searched for snippets")] = 256,
     seq_len: Annotated[int, typer.Option(help="tokens per corpus sequence")] = 64,
     out: Annotated[Path | None, typer.Option(help="write the ranking and snippets to this JSON file")] = None,
@@ -110,9 +123,7 @@ def features(
         contrast = load_pairs(pairs, split)
         ranked = find_features(lm, sae, contrast, read=read, by=by, top=top)
         latents = [r["latent"] for side in ranked.values() for r in side]
-        shown = (
-            top_activating(lm, sae, latents, text, n_sequences, seq_len, top=snippets) if snippets else {}
-        )
+        shown = top_activating(lm, sae, latents, text, n_sequences, seq_len, top=snippets) if snippets else {}
     except (ValueError, PairDataError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -122,12 +133,27 @@ def features(
             table.add_column(col)
         for r in rows:
             texts = "\n".join(f"{s['value']:.1f}: {s['text']}" for s in shown.get(r["latent"], []))
-            table.add_row(str(r["latent"]), f"{r['auroc']:.3f}", f"{r['mean_diff']:+.2f}",
-                          f"{r['active_pos']:.0%}/{r['active_neg']:.0%}", texts)
+            table.add_row(
+                str(r["latent"]),
+                f"{r['auroc']:.3f}",
+                f"{r['mean_diff']:+.2f}",
+                f"{r['active_pos']:.0%}/{r['active_neg']:.0%}",
+                texts,
+            )
         console.print(table)
     if out is not None:
-        write_json(out, {"pairs": pairs, "split": split, "read": read, "by": by, "site": sae.cfg.site,
-                         "ranking": ranked, "snippets": {str(k): v for k, v in shown.items()}})
+        write_json(
+            out,
+            {
+                "pairs": pairs,
+                "split": split,
+                "read": read,
+                "by": by,
+                "site": sae.cfg.site,
+                "ranking": ranked,
+                "snippets": {str(k): v for k, v in shown.items()},
+            },
+        )
         console.print(f"wrote {out}")
 
 
@@ -143,7 +169,8 @@ def steer(
         20.0
     ],
     prompt: Annotated[list[str], typer.Option(help="prompt(s) to complete")] = [  # noqa: B006
-        "I went to the park today and", "My opinion of the new restaurant is that"
+        "I went to the park today and",
+        "My opinion of the new restaurant is that",
     ],
     max_new_tokens: Annotated[int, typer.Option()] = 30,
     threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
