@@ -78,6 +78,12 @@ def test_sae_methods_in_a_sweep(tmp_path, lm):
                 repetition_penalty=g.repetition_penalty,
             )
     assert stored == texts
+    # fits.json records the latent each SAE method chose
+    import json
+
+    fits = json.loads((tmp_path / "out" / "fits.json").read_text())
+    entry = fits[f"tiny / tinyset / sae_clamp n={test['n_pairs']} seed={test['seed']}"]
+    assert entry["latent"] == clamp.latent and entry["scale"] == pytest.approx(clamp.scale)
     # the report shows each method's cost and the amortized-cost figure
     import csv
 
@@ -90,6 +96,7 @@ def test_sae_methods_in_a_sweep(tmp_path, lm):
     assert sae_rows and all(float(r["sae_tokens"]) == 5000 for r in sae_rows)
     assert all(float(r["total_tokens"]) == float(r["pair_tokens"]) + 5000 for r in sae_rows)
     assert all(float(r["sae_tokens"]) == 0 for r in summary if r["method"] == "mean_diff")
+    assert "what was fitted" in (report / "index.html").read_text()
 
 
 def test_sweep_config_checks_the_sae_methods(tmp_path, lm):

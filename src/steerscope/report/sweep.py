@@ -19,7 +19,7 @@ from ..evaluate.store import ResultStore
 from ..sweep.datasets import get_task
 from ..sweep.methods import COST_METRICS
 from ..sweep.protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
-from ..sweep.runner import STORE_NAME
+from ..sweep.runner import FITS_NAME, STORE_NAME
 from . import html
 from .sweep_figures import amortized_cost_figure, layer_figure, sample_complexity_figure, tradeoff_figure
 
@@ -160,6 +160,8 @@ def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int
     out.mkdir(parents=True, exist_ok=True)
     config_file = path.parent / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    fits_file = path.parent / FITS_NAME
+    fits = json.loads(fits_file.read_text()) if fits_file.is_file() else {}
     with ResultStore(path) as store:
         settings = store.settings()
         rows = store.rows()
@@ -175,6 +177,9 @@ def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int
                 n_boot,
             )
             sections += _group_report(g, store, out, everything, len(groups) > 1)
+            fitted = _fit_rows(fits, model, dataset)
+            if fitted:
+                sections.append((f"{model}, {dataset}: what was fitted", html.table(fitted)))
     for name in ("summary", "comparison", "baselines", "selection"):
         write_csv(out / f"{name}.csv", everything[name])
     write_json(out / "report.json", {"settings": settings, "config": config, **everything})
@@ -255,6 +260,29 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
     sections.append((f"{tag}: example completions (test)", _examples(g, chosen, store)))
     sections.append((f"{tag}: selection (validation)", show(selection)))
     return sections
+
+
+def _fit_rows(fits: dict, model: str, dataset: str) -> list[dict]:
+    """One row per fitted intervention of this model and dataset: its norm, and an SAE method's latent."""
+    rows = []
+    for key, f in fits.items():
+        if not key.startswith(f"{model} / {dataset} / "):
+            continue
+        norms = f.get("norms") or {}
+        ranked = f.get("ranking_top") or {}
+        rows.append(
+            {
+                "method": f["method"],
+                "n_pairs": f["n_pairs"],
+                "seed": f["seed"],
+                "norm": ", ".join(f"{s} {v:.3g}" for s, v in norms.items()) or None,
+                "latent": f.get("latent"),
+                "latent_auroc": ranked.get("auroc"),
+                "clamp_value_per_unit": f.get("scale"),
+                "pair_tokens": f["cost"].get("cost_pair_tokens"),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["method"], r["n_pairs"], r["seed"]))
 
 
 def _metrics(summary: dict, g: _Group) -> dict:

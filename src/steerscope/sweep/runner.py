@@ -1,5 +1,6 @@
 """Run a sweep: fit vectors on pair subsets, measure every setting on validation prompts, choose, and
-measure the chosen settings on test prompts; every measured cell goes to the results store at once.
+measure the chosen settings on test prompts; every measured cell goes to the results store at once, and
+what was fitted (norms, an SAE method's latent and its ranking) to fits.json.
 
 Order per model and dataset: (1) the unsteered and prompting baselines on both splits; then for each
 n_pairs in turn (so an interrupted sweep holds finished curves for the smaller n): (2) for every method
@@ -15,6 +16,7 @@ A rerun skips every cell already stored, so an interrupted sweep continues where
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
@@ -37,6 +39,7 @@ from .methods import Intervention, at_site, fit_intervention, method_sites
 from .protocol import select
 
 STORE_NAME = "results.sqlite"
+FITS_NAME = "fits.json"
 NO_SITE = "-"
 
 
@@ -100,6 +103,8 @@ class SweepRunner:
         write_json(self.out / "config.json", asdict(config))
         self.done = self.store.done()
         self.selections: dict[str, dict] = {}
+        fits = self.out / FITS_NAME
+        self.fits: dict[str, dict] = json.loads(fits.read_text(encoding="utf-8")) if fits.is_file() else {}
 
     # --- measuring one cell -------------------------------------------------------------------------
 
@@ -208,6 +213,8 @@ class SweepRunner:
         def vector(spec: VectorSpec) -> tuple[Intervention, dict[str, float]]:
             if spec not in vectors:
                 vectors[spec] = _fit(lm, spec, pairs, c.sites, c.method_options)
+                self.fits[f"{model} / {task.name} / {_label(spec)}"] = fit_summary(spec, *vectors[spec])
+                write_json(self.out / FITS_NAME, self.fits)
             return vectors[spec]
 
         def cell(spec: VectorSpec, site: str, coef: float, split: str) -> Cell:
@@ -263,6 +270,16 @@ class SweepRunner:
             task = self.progress.tasks[self.task_id]
             self.progress.update(self.task_id, total=task.total + len(coefs) - 1)
         return coefs
+
+
+def fit_summary(spec: VectorSpec, fitted: Intervention, cost: dict[str, float]) -> dict:
+    """What was fitted, for the record: norms per site, an SAE method's latent and how it ranked, and the cost."""
+    meta = fitted.meta
+    out: dict = {"method": spec.method, "n_pairs": spec.n_pairs, "seed": spec.seed, "norms": meta.get("norms")}
+    for key in ("latent", "chosen_by", "ranking_top", "scale"):
+        if key in meta:
+            out[key] = meta[key]
+    return {**out, "cost": cost}
 
 
 def _by_n_pairs(specs: list[VectorSpec], reference: str) -> list[tuple[int, list[VectorSpec]]]:
