@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..core.cost import text_tokens
 from ..core.hooks import edit, track_positions
 from ..core.models import LoadedModel
 from ..core.positions import position_weights, validate_positions
@@ -132,7 +133,7 @@ def _choose(lm, sae, pairs, sites, read, batch_size, latent, by) -> tuple[str, i
     ranked = rank_latents(pos, neg, by, top=1)["positive"][0]
     chosen = ranked["latent"] if latent is None else int(latent)
     _check(lm, sae, chosen)
-    pair_tokens = sum(len(lm.tokenizer(t)["input_ids"]) for p in pairs for t in (p.positive, p.negative))
+    pair_tokens = text_tokens(lm, [t for p in pairs for t in (p.positive, p.negative)])
     cost = {
         "sae_train_tokens": sae.cfg.meta.get("train_model_tokens", sae.cfg.meta.get("train_tokens")),
         "sae_train_seconds": sae.cfg.meta.get("train_seconds"),

@@ -76,8 +76,7 @@ def _fit(
     lm: LoadedModel, spec: VectorSpec, pairs: list[ContrastPair], sites: list[str], options: dict
 ) -> tuple[Intervention, dict[str, float]]:
     subset = pair_subset(pairs, spec.n_pairs, spec.seed)
-    own = options.get(spec.method, {})
-    return fit_intervention(lm, spec.method, subset, method_sites(spec.method, sites, own), spec.seed, own)
+    return fit_intervention(lm, spec.method, subset, sites, spec.seed, options.get(spec.method, {}))
 
 
 class SweepRunner:
@@ -103,6 +102,7 @@ class SweepRunner:
         write_json(self.out / "config.json", asdict(config))
         self.done = self.store.done()
         self.selections: dict[str, dict] = {}
+        self.sites_of: dict[str, list[str]] = {}
         fits = self.out / FITS_NAME
         self.fits: dict[str, dict] = json.loads(fits.read_text(encoding="utf-8")) if fits.is_file() else {}
 
@@ -212,7 +212,7 @@ class SweepRunner:
 
         def vector(spec: VectorSpec) -> tuple[Intervention, dict[str, float]]:
             if spec not in vectors:
-                vectors[spec] = _fit(lm, spec, pairs, c.sites, c.method_options)
+                vectors[spec] = _fit(lm, spec, pairs, self._sites(spec.method), c.method_options)
                 self.fits[f"{model} / {task.name} / {_label(spec)}"] = fit_summary(spec, *vectors[spec])
                 write_json(self.out / FITS_NAME, self.fits)
             return vectors[spec]
@@ -250,7 +250,11 @@ class SweepRunner:
                 vectors.pop(spec, None)
 
     def _sites(self, method: str) -> list[str]:
-        return method_sites(method, self.config.sites, self.config.method_options.get(method, {}))
+        """The sites `method` is fitted at (an SAE method: its SAE's site), read once per method."""
+        if method not in self.sites_of:
+            options = self.config.method_options.get(method, {})
+            self.sites_of[method] = method_sites(method, self.config.sites, options)
+        return self.sites_of[method]
 
     def _grid(self, method: str) -> Iterator[tuple[str, float]]:
         for site in self._sites(method):
