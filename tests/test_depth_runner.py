@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from steerscope.cli import app
 from steerscope.depth import horizon as horizon_mod
-from steerscope.report import depth as depth_mod
-from steerscope.report.depth import DepthRun, TextSpec, run_horizon, run_norms
+from steerscope.depth import run as depth_mod
+from steerscope.depth.run import DepthRun, TextSpec, run_horizon, run_norms
 
 
 @pytest.fixture

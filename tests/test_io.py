@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from steerscope.core.io import OutputFolder, write_csv, write_json
+from steerscope.core.io import write_csv, write_json
+from steerscope.core.runs import OutputFolder
 
 
 def test_atomic_writes_leave_only_the_file(tmp_path):

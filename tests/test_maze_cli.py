@@ -21,7 +21,10 @@ def test_cheese_vector_command_writes_results_and_figures(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((out / "results.json").read_text())
     assert len(data["seeds"]) == 6 and set(data["p_cheese"]) == {
-        "unsteered", "cheese_vector", "random_vector", "add_cheese_vector"
+        "unsteered",
+        "cheese_vector",
+        "random_vector",
+        "add_cheese_vector",
     }
     assert all(0.0 <= p <= 1.0 for values in data["p_cheese"].values() for p in values)
     for name in ("p_cheese.csv", "p_cheese_histogram.png", "vector_fields.png"):

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM
 
 from steerscope import LoadedModel, capture, load_model, project_out
 from steerscope.core.hooks import run_forward
-from steerscope.orthogonalize import OrthogonalizationError, export, orthogonalize
+from steerscope.core.weights import OrthogonalizationError, export, orthogonalize
 
 EXACT = [f for f in FAMILIES if f not in ("gemma2", "gemma3")]
 

@@ -3,7 +3,7 @@
 import pytest
 from tiny_models import tiny_model
 
-from steerscope.refusal import chat_prompts, is_refusal, load_instructions, refusal_rate
+from steerscope.refusal.instructions import chat_prompts, is_refusal, load_instructions, refusal_rate
 
 
 def test_instruction_sets_have_disjoint_splits():

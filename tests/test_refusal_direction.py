@@ -10,8 +10,8 @@ import torch
 from tiny_models import CONFIGS, _scale_up_weights, tiny_model
 from transformers import AutoModelForCausalLM
 
-from steerscope.orthogonalize import orthogonalize
-from steerscope.refusal_direction import (
+from steerscope.core.weights import orthogonalize
+from steerscope.refusal.direction import (
     Candidate,
     candidate_directions,
     last_logits,
@@ -89,7 +89,7 @@ def _select(lm, directions, **kw):
 
 def test_selection_applies_the_rule_and_scores_match_baked_weights(monkeypatch):
     lm = tiny_model("llama", tokenizer=True)
-    monkeypatch.setattr("steerscope.refusal_direction.refusal_token_ids", lambda lm: [5, 7])
+    monkeypatch.setattr("steerscope.refusal.direction.refusal_token_ids", lambda lm: [5, 7])
     directions = torch.randn(2, lm.n_layers, lm.d_model, generator=torch.Generator().manual_seed(3)).double()
     sel = _select(lm, directions, kl_max=math.inf, induce_min=-math.inf, max_layer_frac=0.5)
     cut = [c for c in sel.candidates if c.layer >= 0.5 * lm.n_layers]
@@ -113,7 +113,7 @@ def test_selection_applies_the_rule_and_scores_match_baked_weights(monkeypatch):
 
 def test_selection_resumes_from_scored_candidates(monkeypatch):
     lm = tiny_model("llama", tokenizer=True)
-    monkeypatch.setattr("steerscope.refusal_direction.refusal_token_ids", lambda lm: [5])
+    monkeypatch.setattr("steerscope.refusal.direction.refusal_token_ids", lambda lm: [5])
     directions = torch.randn(1, lm.n_layers, lm.d_model, generator=torch.Generator().manual_seed(4)).double()
     seen: list[Candidate] = []
     full = _select(lm, directions, kl_max=math.inf, induce_min=-math.inf, max_layer_frac=1.0, on_candidate=seen.append)
@@ -154,7 +154,7 @@ def test_refusal_run_end_to_end_and_cli_errors(tmp_path):
     from typer.testing import CliRunner
 
     from steerscope.cli import app
-    from steerscope.report.refusal import RefusalRun, run_refusal
+    from steerscope.refusal.run import RefusalRun, run_refusal
 
     _tiny_with_real_tokenizer(tmp_path / "tiny")
     run = RefusalRun(
@@ -194,7 +194,7 @@ def test_refusal_run_end_to_end_and_cli_errors(tmp_path):
 
 def test_thinned_sweep_scores_only_the_asked_layers_and_positions(monkeypatch):
     lm = tiny_model("llama", tokenizer=True)
-    monkeypatch.setattr("steerscope.refusal_direction.refusal_token_ids", lambda lm: [5])
+    monkeypatch.setattr("steerscope.refusal.direction.refusal_token_ids", lambda lm: [5])
     directions = torch.randn(3, lm.n_layers, lm.d_model, generator=torch.Generator().manual_seed(5)).double()
     sel = _select(lm, directions, kl_max=math.inf, induce_min=-math.inf, max_layer_frac=1.0, layer_step=2,
                   last_positions=1)  # fmt: skip
@@ -207,7 +207,7 @@ def test_thinned_sweep_scores_only_the_asked_layers_and_positions(monkeypatch):
 
 def test_baseline_induce_rule_compares_with_the_harmless_score(monkeypatch):
     lm = tiny_model("llama", tokenizer=True)
-    monkeypatch.setattr("steerscope.refusal_direction.refusal_token_ids", lambda lm: [5])
+    monkeypatch.setattr("steerscope.refusal.direction.refusal_token_ids", lambda lm: [5])
     directions = torch.randn(1, lm.n_layers, lm.d_model, generator=torch.Generator().manual_seed(6)).double()
     sel = _select(lm, directions, kl_max=math.inf, induce_min="baseline", max_layer_frac=1.0)
     harmless = sel.baseline["harmless_refusal_score"]

@@ -20,24 +20,84 @@ def test_sae_commands_end_to_end(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join(json.dumps({"positive": f"w90 w{i}", "negative": f"w91 w{i}"}) for i in range(6)))
     model, out = str(tmp_path / "model"), tmp_path / "sae"
-    args = ["sae", "train", model, "--site", "resid_pre.1", "--out", str(out), "--tokens", "1500", "--seq-len", "16",
-            "--batch-size", "64", "--text", str(corpus), "--n-eval", "4", "--expansion", "2", "--k", "4"]
+    args = [
+        "sae",
+        "train",
+        model,
+        "--site",
+        "resid_pre.1",
+        "--out",
+        str(out),
+        "--tokens",
+        "1500",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "64",
+        "--text",
+        str(corpus),
+        "--n-eval",
+        "4",
+        "--expansion",
+        "2",
+        "--k",
+        "4",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "FVE" in result.output and (out / "cfg.json").is_file() and (out / "train.json").is_file()
 
     report = tmp_path / "features.json"
-    result = CliRunner().invoke(app, ["sae", "features", str(out), "--model", model, "--pairs", str(pairs),
-                                      "--split", "all", "--text", str(corpus), "--n-sequences", "8", "--seq-len", "16",
-                                      "--top", "2", "--out", str(report)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sae",
+            "features",
+            str(out),
+            "--model",
+            model,
+            "--pairs",
+            str(pairs),
+            "--split",
+            "all",
+            "--text",
+            str(corpus),
+            "--n-sequences",
+            "8",
+            "--seq-len",
+            "16",
+            "--top",
+            "2",
+            "--out",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert len(data["ranking"]["positive"]) == 2 and data["site"] == "resid_pre.1"
 
     latent = str(data["ranking"]["positive"][0]["latent"])
     for mode in ("clamp", "add"):
-        result = CliRunner().invoke(app, ["sae", "steer", str(out), "--latent", latent, "--model", model, "--mode",
-                                          mode, "--value", "5", "--prompt", "w1 w2", "--max-new-tokens", "3"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "sae",
+                "steer",
+                str(out),
+                "--latent",
+                latent,
+                "--model",
+                model,
+                "--mode",
+                mode,
+                "--value",
+                "5",
+                "--prompt",
+                "w1 w2",
+                "--max-new-tokens",
+                "3",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "unsteered" in result.output
 

@@ -87,7 +87,7 @@ def test_sae_methods_in_a_sweep(tmp_path, lm):
     # the report shows each method's cost and the amortized-cost figure
     import csv
 
-    from steerscope.report.sweep import sweep_report
+    from steerscope.sweep.report import sweep_report
 
     report = sweep_report(tmp_path / "out")
     assert (report / "amortized_cost.png").stat().st_size > 0

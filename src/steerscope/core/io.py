@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -52,38 +51,6 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
         for row in rows:
             writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
     atomic_write_text(path, buf.getvalue())
-
-
-class OutputFolder:
-    """Results are written into `<out>.partial/` and moved to `<out>` only when complete.
-
-    An existing `<out>` is refused unless `overwrite`; the partial folder survives an interruption,
-    so a rerun with the same settings can resume from it.
-    """
-
-    def __init__(self, out: str | Path, overwrite: bool = False):
-        self.final = Path(out)
-        if self.final.exists() and not overwrite:
-            raise FileExistsError(f"output folder {self.final} already exists; pass --overwrite or choose another")
-        self.work = self.final.with_name(self.final.name + ".partial")
-        self.work.mkdir(parents=True, exist_ok=True)
-
-    def path(self, *parts: str) -> Path:
-        p = self.work.joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
-
-    def commit(self) -> Path:
-        """Move the finished results into place (replacing an old folder only now)."""
-        if self.final.exists():
-            old = self.final.with_name(self.final.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.final, old)
-            os.replace(self.work, self.final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.work, self.final)
-        return self.final
 
 
 def save_train_state(

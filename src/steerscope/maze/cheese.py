@@ -60,7 +60,10 @@ def random_like(vectors: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 @torch.no_grad()
 def move_probs(
-    policy: MazePolicy, mazes: list[Maze], site: str | None = None, vectors: torch.Tensor | None = None,
+    policy: MazePolicy,
+    mazes: list[Maze],
+    site: str | None = None,
+    vectors: torch.Tensor | None = None,
     coefficient: float = -1.0,
 ) -> torch.Tensor:
     """Move probabilities [n, 4]; with `vectors` ([n, ...] one per maze, or one [...] for all), steered at `site`."""
@@ -69,8 +72,9 @@ def move_probs(
         return policy.move_probs(policy.observe(mazes))
 
 
-def p_cheese(policy: MazePolicy, items: list[DecisionMaze], site: str, vectors: torch.Tensor | None,
-             coefficient: float) -> tuple[np.ndarray, np.ndarray]:
+def p_cheese(
+    policy: MazePolicy, items: list[DecisionMaze], site: str, vectors: torch.Tensor | None, coefficient: float
+) -> tuple[np.ndarray, np.ndarray]:
     """P(move toward cheese) and P(move toward corner) with the mouse on each maze's decision square."""
     at_decision = [d.maze.with_mouse(d.decision.square) for d in items]
     probs = move_probs(policy, at_decision, site, vectors, coefficient).cpu().numpy()
@@ -93,11 +97,19 @@ class CheeseResult:
     vector_norms: list[float]
 
     def summary(self) -> dict:
-        out = {"site": self.site, "coefficient": self.coefficient, "n_mazes": len(self.seeds),
-               "vector_mouse": self.vector_mouse, "median_vector_norm": float(np.median(self.vector_norms))}
+        out = {
+            "site": self.site,
+            "coefficient": self.coefficient,
+            "n_mazes": len(self.seeds),
+            "vector_mouse": self.vector_mouse,
+            "median_vector_norm": float(np.median(self.vector_norms)),
+        }
         for v, values in self.p_cheese.items():
-            out[v] = {"median_p_cheese": float(np.median(values)), "mean_p_cheese": float(np.mean(values)),
-                      "median_p_corner": float(np.median(self.p_corner[v]))}
+            out[v] = {
+                "median_p_cheese": float(np.median(values)),
+                "mean_p_cheese": float(np.mean(values)),
+                "median_p_corner": float(np.median(self.p_corner[v])),
+            }
         return out
 
     def to_dict(self) -> dict:

@@ -158,9 +158,7 @@ def training_maze(seed: int, sizes: tuple[int, ...] = SIZES, region: int = REGIO
     size = int(rng.choice(sizes))
     walls = generate_walls(size, rng)
     start = (size - 1, 0)
-    choices = [
-        (r, c) for r in range(min(region, size)) for c in range(max(0, size - region), size) if not walls[r, c]
-    ]
+    choices = [(r, c) for r in range(min(region, size)) for c in range(max(0, size - region), size) if not walls[r, c]]
     choices = [sq for sq in choices if sq != start]
     return Maze(walls, start, choices[int(rng.integers(len(choices)))], seed=seed)
 
@@ -224,8 +222,13 @@ def shortest_path(maze: Maze, a: Square, b: Square) -> list[Square]:
     path = [a]
     while path[-1] != b:
         r, c = path[-1]
-        path.append(next((r + dr, c + dc) for dr, dc in DELTAS if maze.is_open((r + dr, c + dc)) and
-                         dist[r + dr, c + dc] == dist[r, c] - 1))
+        path.append(
+            next(
+                (r + dr, c + dc)
+                for dr, dc in DELTAS
+                if maze.is_open((r + dr, c + dc)) and dist[r + dr, c + dc] == dist[r, c] - 1
+            )
+        )
     return path
 
 

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..core.io import atomic_write_bytes  # noqa: E402
-from .cheese import VARIANTS, CheeseResult, move_probs  # noqa: E402
-from .env import Decision, Maze  # noqa: E402
-from .policy import MazePolicy  # noqa: E402
-
-
-def _write(fig, path: str | Path) -> Path:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+from ..render.figures import plt, save_figure
+from .cheese import VARIANTS, CheeseResult, move_probs
+from .env import Decision, Maze
+from .policy import MazePolicy
 
 
 def vector_field(
-    policy: MazePolicy, maze: Maze, site: str | None = None, vector: torch.Tensor | None = None,
+    policy: MazePolicy,
+    maze: Maze,
+    site: str | None = None,
+    vector: torch.Tensor | None = None,
     coefficient: float = -1.0,
 ) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Every open square but the cheese's, and the move probabilities [n, 4] with the mouse there."""
@@ -41,8 +30,17 @@ def draw_field(ax, maze: Maze, squares, probs: np.ndarray, title: str, decision:
     """Walls, cheese, top-right corner, and an arrow per square: the expected move (rows grow downward)."""
     ax.imshow(maze.walls, cmap="Greys", vmin=0, vmax=1.4)
     rows, cols = np.array(squares).T
-    ax.quiver(cols, rows, probs[:, 3] - probs[:, 2], probs[:, 1] - probs[:, 0], angles="xy", scale_units="xy",
-              scale=1.25, width=0.006, color="tab:blue")
+    ax.quiver(
+        cols,
+        rows,
+        probs[:, 3] - probs[:, 2],
+        probs[:, 1] - probs[:, 0],
+        angles="xy",
+        scale_units="xy",
+        scale=1.25,
+        width=0.006,
+        color="tab:blue",
+    )
     if maze.cheese is not None:
         ax.plot(maze.cheese[1], maze.cheese[0], "o", ms=9, color="gold", mec="k")
     ax.plot(maze.corner[1], maze.corner[0], "*", ms=10, color="tab:green", mec="k")
@@ -55,7 +53,10 @@ def draw_field(ax, maze: Maze, squares, probs: np.ndarray, title: str, decision:
 
 
 def vector_field_figure(
-    policy: MazePolicy, cases: list[tuple[Maze, Decision | None, torch.Tensor]], site: str, coefficient: float,
+    policy: MazePolicy,
+    cases: list[tuple[Maze, Decision | None, torch.Tensor]],
+    site: str,
+    coefficient: float,
     path: str | Path,
 ) -> Path:
     """One row per maze: unsteered field next to the field with `coefficient` x its cheese vector at `site`."""
@@ -65,9 +66,10 @@ def vector_field_figure(
         _, steered = vector_field(policy, maze, site, vector, coefficient)
         draw_field(left, maze, squares, plain, f"maze seed {maze.seed}: unsteered", decision)
         draw_field(right, maze, squares, steered, f"cheese vector x {coefficient:g} at {site}", decision)
-    fig.suptitle("gold: cheese, green star: top-right corner, red box: decision square; arrows: expected move",
-                 fontsize=9)
-    return _write(fig, path)
+    fig.suptitle(
+        "gold: cheese, green star: top-right corner, red box: decision square; arrows: expected move", fontsize=9
+    )
+    return save_figure(fig, path)
 
 
 def histogram_figure(result: CheeseResult, path: str | Path) -> Path:
@@ -82,6 +84,8 @@ def histogram_figure(result: CheeseResult, path: str | Path) -> Path:
         ax.set_title(f"{name}\nmedian {median:.3f} (n={len(values)})", fontsize=9)
         ax.set_xlabel("P(cheese | decision square)")
     axes[0].set_ylabel("mazes")
-    fig.suptitle(f"site {result.site}, coefficient {result.coefficient:g}, vector from mouse at {result.vector_mouse}",
-                 fontsize=9)
-    return _write(fig, path)
+    fig.suptitle(
+        f"site {result.site}, coefficient {result.coefficient:g}, vector from mouse at {result.vector_mouse}",
+        fontsize=9,
+    )
+    return save_figure(fig, path)

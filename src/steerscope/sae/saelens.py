@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .. import __version__
+from .._version import __version__
 from ..core.io import atomic_write_bytes, write_json
 from .model import ARCHITECTURES, SAEConfig, SparseAutoencoder
 

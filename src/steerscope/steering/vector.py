@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .. import __version__
+from .._version import __version__
 from ..core.hooks import add
 from ..core.io import atomic_write_bytes
 from ..core.models import LoadedModel

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .methods import SAE_METHOD_NAMES, SWEEP_METHODS, sae_site
+from ..methods import SAE_METHOD_NAMES, SWEEP_METHODS, sae_site
 
 BASELINES = ("unsteered", "prompting", "random")
 

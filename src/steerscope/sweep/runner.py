@@ -29,13 +29,13 @@ from rich.progress import Progress
 from ..core.generate import generate_text
 from ..core.io import write_json
 from ..core.models import LoadedModel, load_model
+from ..core.runs import progress_bar
 from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
 from ..evaluate.store import Cell, ResultStore
-from ..report.depth import progress_bar
+from ..methods import Intervention, at_site, fit_intervention, method_sites
 from ..steering.pairs import ContrastPair
 from .config import SweepConfig
 from .datasets import ConceptTask, get_task
-from .methods import Intervention, at_site, fit_intervention, method_sites
 from .protocol import select
 
 STORE_NAME = "results.sqlite"

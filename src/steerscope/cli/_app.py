@@ -1,4 +1,4 @@
-"""Command-line interface: a thin layer over the Python API."""
+"""The Typer app, its console and the helpers every command module shares."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MODEL_HELP = "'default' (SmolLM2-135M-Instruct), a Hugging Face id, a local mode
 
 
 def _load(model: str, dtype: str, device: str):
-    from .core.models import ModelLoadError, load_model
+    from ..core.models import ModelLoadError, load_model
 
     start = time.perf_counter()
     with console.status(f"loading {model} ..."):
@@ -66,9 +66,9 @@ def steer(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
-    from .steering.generate import steered_completions
-    from .steering.methods import mean_diff
-    from .steering.pairs import starter_pairs
+    from ..steering.generate import steered_completions
+    from ..steering.methods import mean_diff
+    from ..steering.pairs import starter_pairs
 
     lm = _load(model, dtype, device)
     site = site or f"resid_pre.{lm.n_layers // 3}"
@@ -92,14 +92,3 @@ def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: s
     for i, p in enumerate(prompts):
         table.add_row(p, *(texts[label][i].strip() for label in texts))
     console.print(table)
-
-
-from . import cli_demo, cli_depth, cli_orthogonalize, cli_refusal, cli_steering  # noqa: E402  (registers their commands)
-
-__all__ = ["app", "cli_demo", "cli_depth", "cli_orthogonalize", "cli_refusal", "cli_steering"]
-from . import cli_sweep  # noqa: E402, F401, I001  (registers sweep and report)
-from . import cli_maze  # noqa: E402, F401  (registers the maze commands)
-from . import cli_sae  # noqa: E402, F401  (registers the sae commands)
-
-if __name__ == "__main__":
-    app()

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from importlib import resources
 
-from .core.models import LoadedModel
+from ..core.models import LoadedModel
 
 KINDS = ("harmful", "harmless")
 

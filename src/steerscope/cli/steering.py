@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import MODEL_HELP, _load, app, console, print_side_by_side
+from ._app import MODEL_HELP, _load, app, console, print_side_by_side
 
 vectors_app = typer.Typer(help="Inspect steering-vector files.", no_args_is_help=True)
 app.add_typer(vectors_app, name="vectors")
@@ -50,8 +50,8 @@ def extract(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Find a steering vector from contrast pairs and save it (safetensors + metadata)."""
-    from .steering.methods import fit
-    from .steering.pairs import PairDataError, load_pairs
+    from ..steering.methods import fit
+    from ..steering.pairs import PairDataError, load_pairs
 
     try:
         contrast = load_pairs(pairs, split)
@@ -95,8 +95,8 @@ def generate(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Steered and unsteered completions side by side (same prompts, same seed)."""
-    from .steering.generate import steered_completions
-    from .steering.vector import SteeringVector, VectorFileError, VectorMismatchError
+    from ..steering.generate import steered_completions
+    from ..steering.vector import SteeringVector, VectorFileError, VectorMismatchError
 
     try:
         vec = SteeringVector.load(vector)
@@ -128,7 +128,7 @@ def generate(
 @vectors_app.command("inspect")
 def inspect(path: Path = typer.Argument(..., help="steering-vector file")) -> None:  # noqa: B008
     """Print a vector file's metadata and per-site shapes and norms."""
-    from .steering.vector import SteeringVector, VectorFileError
+    from ..steering.vector import SteeringVector, VectorFileError
 
     try:
         console.print(SteeringVector.load(path).describe())
@@ -158,8 +158,8 @@ def pairs_generate(
 
     from rich.progress import Progress
 
-    from .core.io import atomic_write_text
-    from .steering.synth import EndpointWriter, LocalWriter, generate_pairs
+    from ..core.io import atomic_write_text
+    from ..steering.synth import EndpointWriter, LocalWriter, generate_pairs
 
     if out.exists() and not overwrite:
         console.print(f"[red]error:[/red] {out} exists; pass --overwrite or choose another file")

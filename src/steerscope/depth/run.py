@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from .. import __version__
+from .._version import __version__
 from ..core.corpus import token_sequences
-from ..core.io import OutputFolder, write_csv, write_json
+from ..core.io import write_csv, write_json
 from ..core.models import LoadedModel, load_model
-from ..depth.horizon import HorizonVariant, check_ks, horizon_batch, output_means, summarize_horizon
-from ..depth.norms import measure_norms
-from . import figures, html
+from ..core.runs import OutputFolder, model_info, progress_bar, slug
+from ..render import html
+from . import figures
+from .horizon import HorizonVariant, check_ks, horizon_batch, output_means, summarize_horizon
+from .norms import measure_norms
 
 
 @dataclass(frozen=True)
@@ -51,43 +52,11 @@ class DepthRun:
     device: str = "cpu"
 
 
-def slug(spec: str) -> str:
-    """A folder name for a model spec."""
-    path = Path(spec)
-    name = path.stem if spec.endswith(".gguf") else path.name if path.is_dir() else spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", name).strip("_") or "model"
-
-
 def _batches(lm: LoadedModel, text: TextSpec) -> list[torch.Tensor]:
     if text.batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {text.batch_size}")
     ids = token_sequences(lm.tokenizer, text.source, text.n, text.seq_len, text.seed).to(lm.device)
     return list(ids.split(text.batch_size))
-
-
-def progress_bar(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def model_info(lm: LoadedModel, spec: str) -> dict:
-    return {
-        "model": spec,
-        "name": lm.name,
-        "source": lm.source,
-        "family": lm.adapter.describe(),
-        "n_layers": lm.n_layers,
-        "d_model": lm.d_model,
-        "fingerprint": lm.fingerprint(),
-    }
 
 
 def _norms_for(lm, spec, run: DepthRun, batches, folder: OutputFolder, progress: Progress) -> dict:

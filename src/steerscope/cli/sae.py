@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import MODEL_HELP, _load, app, console
+from ._app import MODEL_HELP, _load, app, console
 
 sae_app = typer.Typer(
     help="Sparse autoencoders: train, inspect features, compare with steering vectors.", no_args_is_help=True
@@ -40,8 +40,8 @@ def train(
     """Train an SAE on streamed activations; saves cfg.json + sae_weights.safetensors (SAELens layout)."""
     import torch
 
-    from .core.sites import SiteError
-    from .sae.train import TrainConfig, train_sae
+    from ..core.sites import SiteError
+    from ..sae.train import TrainConfig, train_sae
 
     torch.set_num_threads(threads)
     lm = _load(model, dtype, device)
@@ -77,7 +77,7 @@ def train(
 
 
 def _load_sae(folder: Path):
-    from .sae.saelens import SAEFileError, load_saelens
+    from ..sae.saelens import SAEFileError, load_saelens
 
     try:
         return load_saelens(folder)
@@ -112,9 +112,9 @@ def features(
     import torch
     from rich.table import Table
 
-    from .core.io import write_json
-    from .sae.features import find_features, top_activating
-    from .steering.pairs import PairDataError, load_pairs
+    from ..core.io import write_json
+    from ..sae.features import find_features, top_activating
+    from ..steering.pairs import PairDataError, load_pairs
 
     torch.set_num_threads(threads)
     sae = _load_sae(sae_folder)
@@ -182,9 +182,9 @@ def steer(
 
     import torch
 
-    from .cli import print_side_by_side
-    from .core.generate import generate_text
-    from .sae.steer import sae_add_vector, sae_clamp
+    from ..core.generate import generate_text
+    from ..sae.steer import sae_add_vector, sae_clamp
+    from ._app import print_side_by_side
 
     if mode not in ("clamp", "add"):
         console.print(f"[red]error:[/red] mode must be clamp or add, got {mode!r}")

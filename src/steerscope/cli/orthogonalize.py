@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import MODEL_HELP, _load, app, console
+from ._app import MODEL_HELP, _load, app, console
 
 
 @app.command()
@@ -19,9 +19,9 @@ def orthogonalize(
     allow_other_model: bool = typer.Option(False, help="use a direction found on another model of the same width"),
 ) -> None:
     """Remove a direction from every weight that writes into the residual stream and save the model."""
-    from .orthogonalize import OrthogonalizationError, export
-    from .orthogonalize import orthogonalize as edit_weights
-    from .steering.vector import SteeringVector, VectorFileError, VectorMismatchError
+    from ..core.weights import OrthogonalizationError, export
+    from ..core.weights import orthogonalize as edit_weights
+    from ..steering.vector import SteeringVector, VectorFileError, VectorMismatchError
 
     try:
         vec = SteeringVector.load(direction)

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.ticker
 import numpy as np
 
-from .figures import _save, plt
+from ..render.figures import plt, save_figure
 
 METHOD_COLORS = ["C0", "C1", "C2", "C3", "C5", "C6", "C8", "C9"]  # C4 and C7 belong to baselines
 BASELINE_STYLE = {"unsteered": ("k", "unsteered"), "prompting": ("C4", "prompting"), "random": ("C7", "random dir.")}
@@ -52,7 +52,7 @@ def sample_complexity_figure(
     ax.set_title("effect at each method's chosen coefficient", fontsize=10)
     ax2.set_title("fluency cost at the same settings", fontsize=10)
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def amortized_cost_figure(
@@ -86,7 +86,7 @@ def amortized_cost_figure(
         ax.set_ylabel(effect_label + " (test)")
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def tradeoff_figure(lines: dict[str, list[dict]], baselines: dict[str, dict], effect_label: str, title: str, path):
@@ -113,7 +113,7 @@ def tradeoff_figure(lines: dict[str, list[dict]], baselines: dict[str, dict], ef
     ax.set_ylabel(effect_label + " (validation)")
     ax.legend(fontsize=8)
     ax.set_title(title + "\n(numbers: coefficient)", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def layer_figure(lines: dict[str, list[dict]], effect_label: str, title: str, path: Path) -> None:
@@ -131,7 +131,7 @@ def layer_figure(lines: dict[str, list[dict]], effect_label: str, title: str, pa
     ax.set_ylabel(effect_label + " (test)")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _color(i: int) -> str:

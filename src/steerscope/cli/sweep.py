@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import app, console
+from ._app import app, console
 
 
 @app.command()
@@ -17,9 +17,9 @@ def sweep(
     threads: int = typer.Option(0, help="torch CPU threads (0: torch's default); 1 is faster on a busy machine"),
 ) -> None:
     """Run a sweep from a config file; rerun the same command to resume an interrupted sweep."""
-    from .evaluate.store import SettingsMismatchError
-    from .sweep.config import ConfigError, load_config
-    from .sweep.runner import run_sweep
+    from ..evaluate.store import SettingsMismatchError
+    from ..sweep.config import ConfigError, load_config
+    from ..sweep.runner import run_sweep
 
     try:
         parsed = load_config(config)
@@ -52,7 +52,7 @@ def report_command(
 
 
 def _report(results: Path, out: Path | None = None, n_boot: int = 1000) -> None:
-    from .report.sweep import sweep_report
+    from ..sweep.report import sweep_report
 
     try:
         folder = sweep_report(results, out, n_boot)

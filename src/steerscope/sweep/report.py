@@ -15,13 +15,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..core.io import atomic_write_text, write_csv, write_json
+from ..core.runs import slug
 from ..evaluate.store import ResultStore
-from ..sweep.datasets import get_task
-from ..sweep.methods import COST_METRICS
-from ..sweep.protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
-from ..sweep.runner import FITS_NAME, STORE_NAME
-from . import html
-from .sweep_figures import amortized_cost_figure, layer_figure, sample_complexity_figure, tradeoff_figure
+from ..methods import COST_METRICS
+from ..render import html
+from .datasets import get_task
+from .figures import amortized_cost_figure, layer_figure, sample_complexity_figure, tradeoff_figure
+from .protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
+from .runner import FITS_NAME, STORE_NAME
 
 BASELINE_METHODS = ("unsteered", "prompting")
 #: cost columns of the tables (means over seeds): the pairs, and the total with an SAE's training included
@@ -189,7 +190,7 @@ def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int
 
 def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, prefix_files: bool) -> list:
     tag = f"{g.model}, {g.dataset}"
-    stem = (lambda s: f"{_slug(g.model)}_{g.dataset}_{s}") if prefix_files else (lambda s: s)
+    stem = (lambda s: f"{slug(g.model)}_{g.dataset}_{s}") if prefix_files else (lambda s: s)
     chosen = g.chosen()
     baselines = g.baselines(chosen)
     label = {"positive": "share of positive completions"}.get(g.effect, g.effect)
@@ -351,9 +352,3 @@ def _examples(g: _Group, chosen: list[dict], store: ResultStore) -> str:
         {"prompt": p, **{k: v[i] if i < len(v) else "" for k, v in columns.items()}} for i, p in enumerate(prompts)
     ]
     return html.table(table).replace("text-align:right", "text-align:left")
-
-
-def _slug(model: str) -> str:
-    from .depth import slug
-
-    return slug(model)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import MODEL_HELP, app, console
+from ._app import MODEL_HELP, app, console
 
 
 @app.command()
@@ -35,8 +35,8 @@ def refusal(
     Writes direction.safetensors, candidates.csv/png, completions.jsonl, summary.json, index.html and
     (with --export) model/, a Hugging Face folder. An interrupted run resumes its candidate scoring.
     """
-    from .core.models import ModelLoadError
-    from .report.refusal import RefusalRun, print_refusal_summary, run_refusal
+    from ..core.models import ModelLoadError
+    from ..refusal.run import RefusalRun, print_refusal_summary, run_refusal
 
     run = RefusalRun(
         model=model,

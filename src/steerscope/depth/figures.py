@@ -1,23 +1,13 @@
-"""Figures (matplotlib, Agg backend, PNG)."""
+"""Depth figures: norm growth, the horizon curve, k* against depth and growth rate."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+from ..render.figures import plt, save_figure
 
 
 def norms_figure(result: dict, title: str, path: Path) -> None:
@@ -44,7 +34,7 @@ def norms_figure(result: dict, title: str, path: Path) -> None:
     ax2.set_xlabel("layer")
     ax2.set_ylabel("sublayer output norm / stream norm")
     ax2.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def horizon_figure(summary: dict, title: str, path: Path) -> None:
@@ -70,7 +60,7 @@ def horizon_figure(summary: dict, title: str, path: Path) -> None:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(labels[metric], fontsize=10)
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def scaling_figure(rows: list[dict], x_key: str, x_label: str, path: Path) -> None:
@@ -85,31 +75,4 @@ def scaling_figure(rows: list[dict], x_key: str, x_label: str, path: Path) -> No
     ax.set_xlabel(x_label)
     ax.set_ylabel("horizon k*")
     ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def refusal_selection_figure(rows: list[dict], baseline: dict, title: str, path: Path) -> None:
-    """Bypass score, induce score and KL of every scored candidate against its layer, one line per position."""
-    scored = [r for r in rows if r["bypass"] is not None]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    panels = (
-        ("bypass", "refusal score, harmful, direction ablated", baseline.get("harmful_refusal_score")),
-        ("induce", "refusal score, harmless, direction added", baseline.get("harmless_refusal_score")),
-        ("kl", "KL(clean || ablated), harmless, last position", None),
-    )
-    for ax, (key, label, base) in zip(axes, panels, strict=True):
-        for pos in sorted({r["position"] for r in scored}):
-            pts = sorted((r["layer"], r[key]) for r in scored if r["position"] == pos)
-            ax.plot(*zip(*pts, strict=True), "o-", ms=3, label=f"position {pos}")
-        chosen = [r for r in scored if r["status"] == "chosen"]
-        if chosen:
-            ax.plot(chosen[0]["layer"], chosen[0][key], "k*", ms=14, label="chosen")
-        if base is not None:
-            ax.axhline(base, color="0.4", ls="--", lw=1, label="no intervention")
-        if key == "kl":
-            ax.set_yscale("log")
-        ax.set_xlabel("layer l of resid_pre.l")
-        ax.set_ylabel(label)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .core.hooks import add, project_out, read, run_forward
-from .core.models import LoadedModel
-from .refusal import chat_prompts
+from ..core.hooks import add, project_out, read, run_forward
+from ..core.models import LoadedModel
+from .instructions import chat_prompts
 
 REFUSAL_STARTS = ("I", "As", "Sorry")
 _MARK = "\x00steerscope-instruction\x00"

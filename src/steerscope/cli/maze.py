@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from .cli import app, console
+from ._app import app, console
 
-maze_app = typer.Typer(help="A maze-solving policy, its goal misgeneralization, and the cheese vector.",
-                       no_args_is_help=True)
+maze_app = typer.Typer(
+    help="A maze-solving policy, its goal misgeneralization, and the cheese vector.", no_args_is_help=True
+)
 app.add_typer(maze_app, name="maze")
 
 POLICY_HELP = "a checkpoint folder from `steerscope maze train`, or a procgen maze network weights file"
@@ -33,8 +34,8 @@ def train(
     """Behaviour cloning from a shortest-path oracle on training mazes (cheese in the top-right 5x5 region)."""
     import torch
 
-    from .maze.train import TrainConfig
-    from .maze.train import train as run_training
+    from ..maze.train import TrainConfig
+    from ..maze.train import train as run_training
 
     torch.set_num_threads(threads)
     cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_mazes=eval_mazes)
@@ -71,12 +72,13 @@ def cheese_vector(
     import torch
 
     torch.set_num_threads(threads)
-    from .core.io import OutputFolder, write_csv, write_json
-    from .core.sites import SiteError
-    from .maze.cheese import VARIANTS, cheese_experiment, cheese_vectors, decision_mazes
-    from .maze.figures import histogram_figure, vector_field_figure
-    from .maze.impala import load_any_policy
-    from .maze.policy import CheckpointError
+    from ..core.io import write_csv, write_json
+    from ..core.runs import OutputFolder
+    from ..core.sites import SiteError
+    from ..maze.cheese import VARIANTS, cheese_experiment, cheese_vectors, decision_mazes
+    from ..maze.figures import histogram_figure, vector_field_figure
+    from ..maze.impala import load_any_policy
+    from ..maze.policy import CheckpointError
 
     try:
         net, meta = load_any_policy(policy)
@@ -90,7 +92,8 @@ def cheese_vector(
     write_json(folder.path("results.json"), {**result.to_dict(), "policy": str(policy), "policy_meta": meta})
     rows = [
         {"seed": s, "variant": v, "p_cheese": result.p_cheese[v][i], "p_corner": result.p_corner[v][i]}
-        for v in VARIANTS for i, s in enumerate(result.seeds)
+        for v in VARIANTS
+        for i, s in enumerate(result.seeds)
     ]
     write_csv(folder.path("p_cheese.csv"), rows)
     histogram_figure(result, folder.path("p_cheese_histogram.png"))

@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..core.cost import forward_flops, text_tokens
-from ..core.models import LoadedModel
-from ..steering.methods import METHODS, fit, random_direction
-from ..steering.pairs import ContrastPair
-from ..steering.vector import SteeringVector
+from .core.cost import forward_flops, text_tokens
+from .core.models import LoadedModel
+from .steering.methods import METHODS, fit, random_direction
+from .steering.pairs import ContrastPair
+from .steering.vector import SteeringVector
 
 SAE_METHOD_NAMES = ("sae_add", "sae_clamp")
 SWEEP_METHODS = (*[m for m in METHODS if m != "random"], "sae_clamp")
@@ -41,7 +41,7 @@ class Intervention(Protocol):
 
 def sae_site(options: dict) -> str:
     """The site the SAE named in a method's options was trained at (from its cfg.json)."""
-    from ..sae.saelens import read_config
+    from .sae.saelens import read_config
 
     folder = options.get("sae")
     if not folder:
@@ -67,7 +67,7 @@ def fit_intervention(
     if method == "random":
         fitted: Intervention = random_direction(lm, pairs, list(sites), seed=seed, batch_size=16)
     elif method == "sae_clamp":
-        from ..sae.steer import fit_sae_clamp  # imported on use: the sae package builds on steering
+        from .sae.steer import fit_sae_clamp  # imported on use: the sae package builds on steering
 
         fitted = fit_sae_clamp(lm, pairs, list(sites), seed=seed, batch_size=16, **options)
     else:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from .cli import MODEL_HELP, app, console
+from ._app import MODEL_HELP, app, console
 
 
 def _text_spec(text: str, n: int, seq_len: int, batch_size: int, seed: int):
-    from .report.depth import TextSpec
+    from ..depth.run import TextSpec
 
     return TextSpec(source=text, n=n, seq_len=seq_len, batch_size=batch_size, seed=seed)
 
@@ -41,7 +41,7 @@ Device = Annotated[str, typer.Option(help="cpu, cuda, ...")]
 
 
 def _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device):
-    from .report.depth import DepthRun
+    from ..depth.run import DepthRun
 
     return DepthRun(
         models=models or ["default"],
@@ -56,8 +56,8 @@ def _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_r
 
 
 def _run_depth(fn, title: str, *args, **kwargs) -> None:
-    from .core.models import ModelLoadError
-    from .report.depth import print_summary
+    from ..core.models import ModelLoadError
+    from ..depth.run import print_summary
 
     try:
         folder, rows = fn(*args, console=console, **kwargs)
@@ -84,7 +84,7 @@ def norms(
     device: Device = "cpu",
 ) -> None:
     """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate."""
-    from .report.depth import run_norms
+    from ..depth.run import run_norms
 
     run = _depth_run(models, out, overwrite, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device)
     _run_depth(run_norms, "residual norm growth", run)
@@ -115,8 +115,8 @@ def horizon(
     device: Device = "cpu",
 ) -> None:
     """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
-    from .depth.horizon import HorizonVariant
-    from .report.depth import run_horizon
+    from ..depth.horizon import HorizonVariant
+    from ..depth.run import run_horizon
 
     try:
         variant = HorizonVariant(

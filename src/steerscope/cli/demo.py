@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import MODEL_HELP, app, console
+from ._app import MODEL_HELP, app, console
 
 
 @app.command()
@@ -17,8 +17,8 @@ def demo(
     overwrite: bool = typer.Option(True, help="replace the previous report once the new one is complete"),
 ) -> None:
     """The main job: depth, steering, method comparison and refusal direction, in one HTML report."""
-    from .core.models import ModelLoadError
-    from .demo import Demo, run_demo
+    from ..core.models import ModelLoadError
+    from ..demo import Demo, run_demo
 
     try:
         page = run_demo(Demo(model=model, out=out, quick=quick, overwrite=overwrite), console)

@@ -26,16 +26,19 @@ from rich.console import Console
 from rich.table import Table
 from safetensors.torch import load_file, save
 
-from .. import __version__
+from .._version import __version__
 from ..core.generate import generate_text
 from ..core.hooks import add, project_out
-from ..core.io import OutputFolder, atomic_write_bytes, write_csv, write_json
+from ..core.io import atomic_write_bytes, write_csv, write_json
 from ..core.models import LoadedModel, load_model
+from ..core.runs import OutputFolder, model_info, progress_bar
+from ..core.weights import OrthogonalizationError, export, orthogonalize
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.stats import bootstrap_mean_ci
-from ..orthogonalize import OrthogonalizationError, export, orthogonalize
-from ..refusal import chat_prompts, is_refusal, load_instructions
-from ..refusal_direction import (
+from ..render import html
+from ..steering.vector import SteeringVector
+from . import figures
+from .direction import (
     Candidate,
     candidate_directions,
     n_scored,
@@ -43,9 +46,7 @@ from ..refusal_direction import (
     select_direction,
     split_validation,
 )
-from ..steering.vector import SteeringVector
-from . import figures, html
-from .depth import model_info, progress_bar
+from .instructions import chat_prompts, is_refusal, load_instructions
 
 Intervention = Callable[[], AbstractContextManager]
 

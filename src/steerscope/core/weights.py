@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .core.adapters import get_module
-from .core.models import LoadedModel
+from .adapters import get_module
+from .models import LoadedModel
 
 
 class OrthogonalizationError(ValueError):
