@@ -16,14 +16,15 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import Tensor, nn
 
-from .adapters import get_module
+from .forward import run_forward
+from .locate import SiteLocator, locator_for
 from .models import LoadedModel
 from .positions import PositionState, PositionTracker, position_weights, validate_positions
-from .sites import Site, parse_module_site, parse_site
+from .sites import Site, residual_write_names
 
 Edit = Callable[[Tensor], Tensor]
 SiteSpec = str | Site
-Model = LoadedModel | nn.Module  # a language model with an adapter, or any torch module (module-path sites)
+Model = LoadedModel | nn.Module | SiteLocator  # a language model, any torch module (module-path sites), or a locator
 
 
 class _StopForward(Exception):
@@ -33,52 +34,20 @@ class _StopForward(Exception):
 # --- locating sites ------------------------------------------------------------------------------
 
 
-def _parse(lm: Model, name: SiteSpec) -> Site:
-    if isinstance(lm, LoadedModel):
-        return parse_site(name, lm.n_layers, lm.adapter.parallel)
-    return parse_module_site(lm, name)
-
-
 def resolve_sites(lm: Model, sites: SiteSpec | Iterable[SiteSpec]) -> list[Site]:
     """Parse site names, check them against the model, return them in forward order (module sites: as given)."""
     if isinstance(sites, str | Site):
         sites = [sites]
-    parsed = [_parse(lm, s) for s in sites]
+    where = locator_for(lm)
+    parsed = [where.parse(s) for s in sites]
     if not parsed:
         raise ValueError("no sites given; name at least one, e.g. 'resid_pre.3'")
     return sorted(dict.fromkeys(parsed), key=lambda s: s.order)
 
 
-def _locate(lm: Model, site: Site) -> tuple[nn.Module, str]:
-    """The module and phase ('pre' reads its input, 'post' its output) that hold a site."""
-    if site.kind == "module":
-        path, _, phase = site.path.partition(":")
-        return get_module(lm, path), "pre" if phase else "post"
-    a = lm.adapter
-    if site.kind == "embed":
-        return lm.blocks[0], "pre"
-    if site.kind == "final":
-        return get_module(lm.model, a.final_norm), "pre"
-    block = lm.blocks[site.layer]
-    table = {
-        "resid_pre": (block, "pre"),
-        "attn_in": (get_module(block, a.attn_norm), "pre"),
-        "attn_out": (get_module(block, a.attn_write), "post"),
-        "resid_mid": (get_module(block, a.mlp_norm), "pre"),
-        "mlp_in": (get_module(block, a.mlp_norm), "pre"),
-        "mlp_out": (get_module(block, a.mlp_write), "post"),
-        "resid_post": (block, "post"),
-    }
-    return table[site.kind]
-
-
-def _base_model(lm: LoadedModel) -> nn.Module:
-    return get_module(lm.model, lm.adapter.layers.rsplit(".", 1)[0])
-
-
-def track_positions(lm: LoadedModel) -> PositionTracker:
+def track_positions(lm: Model) -> PositionTracker:
     """A tracker of token positions for every forward call (call `.remove()` when done)."""
-    return PositionTracker(_base_model(lm))
+    return locator_for(lm).track_positions()
 
 
 def _register_read(module: nn.Module, phase: str, fn: Callable[[Tensor], None]):
@@ -107,19 +76,19 @@ def _register_edit(module: nn.Module, phase: str, fn: Edit):
     return module.register_forward_hook(post_hook)
 
 
-def _register_stream_edit(lm: Model, site: Site, fn: Edit) -> list:
+def _register_stream_edit(where: SiteLocator, site: Site, fn: Edit) -> list:
     """Edit the residual stream at a site (for resid_mid: through the attention write)."""
     if site.kind != "resid_mid":
-        return [_register_edit(*_locate(lm, site), fn)]
-    block = lm.blocks[site.layer]
+        return [_register_edit(*where.locate(site), fn)]
+    assert site.layer is not None
     slot: dict[str, Tensor] = {}
-    keep = _register_read(block, "pre", lambda h: slot.__setitem__("pre", h))
+    keep = _register_read(where.block(site.layer), "pre", lambda h: slot.__setitem__("pre", h))
 
     def through_attn(out: Tensor) -> Tensor:
         pre = slot.pop("pre")
         return fn(pre + out) - pre
 
-    edit = _register_edit(get_module(block, lm.adapter.attn_write), "post", through_attn)
+    edit = _register_edit(where.locate(Site("attn_out", site.layer))[0], "post", through_attn)
     return [keep, edit]
 
 
@@ -171,7 +140,8 @@ def read(
     With `stop_after_deepest`, the forward pass is cut once every site has been read (the model
     call then returns nothing; the exception is absorbed when the block exits).
     """
-    parsed = resolve_sites(lm, sites)
+    where = locator_for(lm)
+    parsed = resolve_sites(where, sites)
     cache = ActivationCache()
     unread = {str(s) for s in parsed}
 
@@ -191,7 +161,7 @@ def read(
 
     def install(handles: list) -> None:
         for site in parsed:
-            handles.append(_register_read(*_locate(lm, site), reader(site)))
+            handles.append(_register_read(*where.locate(site), reader(site)))
 
     try:
         with _hooks(install):
@@ -207,24 +177,10 @@ def capture(
 
     A plain torch module is called as `module(inputs)`.
     """
-    with torch.no_grad(), read(lm, sites, stop_after_deepest=True) as cache:
-        run_forward(lm, inputs) if isinstance(lm, LoadedModel) else lm(inputs)
+    where = locator_for(lm)
+    with torch.no_grad(), read(where, sites, stop_after_deepest=True) as cache:
+        where.forward(inputs)
     return dict(cache)
-
-
-def run_forward(lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor, **model_kwargs):
-    """Call the causal LM on token ids or a tokenizer batch, without building a KV cache.
-
-    `model_kwargs` go to the model call (e.g. `logits_to_keep=1` for last-position logits only).
-
-    Under left padding, position ids count real tokens only (as `generate` does), so a padded row
-    gets the same positions as the row alone in models with absolute position embeddings.
-    """
-    inputs = {"input_ids": inputs} if isinstance(inputs, Tensor) else dict(inputs)
-    mask = inputs.get("attention_mask")
-    if mask is not None and "position_ids" not in inputs:
-        inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    return lm.model(**inputs, use_cache=False, **model_kwargs)
 
 
 def mean_activations(
@@ -282,7 +238,7 @@ def mean_activations(
 # --- edits ---------------------------------------------------------------------------------------
 
 
-def _as_vector(lm: Model, site: Site, value, allow_positionwise: bool) -> Tensor:
+def _as_vector(where: SiteLocator, site: Site, value, allow_positionwise: bool) -> Tensor:
     if not isinstance(value, Tensor):
         try:
             value = torch.as_tensor(value)
@@ -290,26 +246,16 @@ def _as_vector(lm: Model, site: Site, value, allow_positionwise: bool) -> Tensor
             raise TypeError(f"vector for {site} must be a tensor, got {type(value).__name__}") from exc
     if not value.is_floating_point():
         raise TypeError(f"vector for {site} must have a floating dtype, got {value.dtype}")
-    if not isinstance(lm, LoadedModel):  # shape is checked against the activation when it arrives
-        ref = next(lm.parameters(), None)
-        return value if ref is None else value.to(device=ref.device, dtype=ref.dtype)
-    d = lm.d_model
-    ok = (value.dim() == 1 and value.shape[0] == d) or (
-        allow_positionwise and value.dim() == 2 and value.shape[1] == d and value.shape[0] > 0
-    )
-    if not ok:
-        expected = f"[{d}]" + (f" or position-wise [T, {d}]" if allow_positionwise else "")
-        raise ValueError(f"vector for {site} has shape {tuple(value.shape)}; expected {expected}")
-    return value.to(device=lm.device, dtype=lm.dtype)
+    return where.check_vector(site, value, allow_positionwise)
 
 
-def _parse_mapping(lm: Model, mapping: Mapping) -> list[tuple[Site, object]]:
+def _parse_mapping(where: SiteLocator, mapping: Mapping) -> list[tuple[Site, object]]:
     """(site, value) pairs of a site-keyed mapping, validated, in forward order."""
     if not mapping:
         raise ValueError("nothing given; pass {site: value}, e.g. {'resid_pre.3': vector}")
     pairs: dict[Site, object] = {}
     for key, value in mapping.items():
-        site = _parse(lm, key)
+        site = where.parse(key)
         if site in pairs:
             raise ValueError(f"site {site} is given twice")
         pairs[site] = value
@@ -319,11 +265,12 @@ def _parse_mapping(lm: Model, mapping: Mapping) -> list[tuple[Site, object]]:
 @contextmanager
 def edit(lm: Model, edits: Mapping[SiteSpec, Edit]) -> Iterator[None]:
     """Apply `fn(activation) -> new activation` at each site during forward calls in the block."""
-    pairs = _parse_mapping(lm, edits)
+    where = locator_for(lm)
+    pairs = _parse_mapping(where, edits)
 
     def install(handles: list) -> None:
         for site, fn in pairs:
-            handles.extend(_register_stream_edit(lm, site, fn))
+            handles.extend(_register_stream_edit(where, site, fn))
 
     with _hooks(install):
         yield
@@ -344,21 +291,20 @@ def add(
     On a plain torch module only "all" applies (every forward call, every spatial position).
     """
     positions = validate_positions(positions)
-    if not isinstance(lm, LoadedModel) and not (isinstance(positions, str) and positions == "all"):
-        raise ValueError("token positions need a language model; on a plain torch module use positions='all'")
-    pairs = _parse_mapping(lm, vectors)
-    front = isinstance(positions, str) and positions == "front"
-    sites = [s for s, _ in pairs]
-    values = [_as_vector(lm, s, v, allow_positionwise=front) * float(coefficient) for s, v in pairs]
+    where = locator_for(lm)
     needs_tracker = not (isinstance(positions, str) and positions == "all")
     with ExitStack() as stack:
-        tracker = track_positions(lm) if needs_tracker else None
+        tracker = where.track_positions() if needs_tracker else None  # a plain module refuses positions here
         if tracker is not None:
             stack.callback(tracker.remove)
+        pairs = _parse_mapping(where, vectors)
+        front = isinstance(positions, str) and positions == "front"
+        sites = [s for s, _ in pairs]
+        values = [_as_vector(where, s, v, allow_positionwise=front) * float(coefficient) for s, v in pairs]
         for site, vec in zip(sites, values, strict=True):
             target = Site("attn_out", site.layer) if site.kind == "resid_mid" else site
             fn = _adder(vec, positions, tracker)
-            stack.enter_context(_hooks(lambda hs, t=target, f=fn: hs.append(_register_edit(*_locate(lm, t), f))))
+            stack.enter_context(_hooks(lambda hs, t=target, f=fn: hs.append(_register_edit(*where.locate(t), f))))
         yield
 
 
@@ -423,7 +369,7 @@ def _replacer(name: str, value: Tensor) -> Edit:
 
 def residual_write_sites(lm: LoadedModel) -> list[str]:
     """Every site that writes into the residual stream: the embedding and each sublayer output."""
-    return ["embed", *(f"{k}.{layer}" for layer in range(lm.n_layers) for k in ("attn_out", "mlp_out"))]
+    return residual_write_names(lm.n_layers)
 
 
 @contextmanager
@@ -433,14 +379,13 @@ def project_out(lm: Model, direction: Tensor, sites: SiteSpec | Iterable[SiteSpe
     With the default, the residual stream is orthogonal to the direction everywhere. On a plain torch
     module name the sites; a channel direction [C] is removed at every spatial position.
     """
-    unit = _as_vector(lm, Site("direction"), direction, allow_positionwise=False)
+    where = locator_for(lm)
+    unit = _as_vector(where, Site("direction"), direction, allow_positionwise=False)
     norm = unit.norm()
     if norm == 0:
         raise ValueError("cannot project out a zero direction")
     unit = unit / norm
-    if sites is None and not isinstance(lm, LoadedModel):
-        raise ValueError("name the sites to project out on a plain torch module, e.g. sites=['block.0']")
-    names = residual_write_sites(lm) if sites is None else [str(s) for s in resolve_sites(lm, sites)]
+    names = where.residual_writes() if sites is None else [str(s) for s in resolve_sites(where, sites)]
 
     def remove(h: Tensor) -> Tensor:
         u = _broadcast(unit, h)
@@ -449,5 +394,5 @@ def project_out(lm: Model, direction: Tensor, sites: SiteSpec | Iterable[SiteSpe
         dims = tuple(h.dim() - u.dim() + i for i, n in enumerate(u.shape) if n > 1)
         return h - (h * u).sum(dims, keepdim=True) * u
 
-    with edit(lm, dict.fromkeys(names, remove)):
+    with edit(where, dict.fromkeys(names, remove)):
         yield

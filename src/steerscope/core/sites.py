@@ -6,6 +6,9 @@ changes only that sublayer); `attn_out` / `mlp_out` are what a sublayer adds to 
 
 On any other torch module (e.g. a maze policy) a site is a module path: `embedder.block2.res1` is that
 module's output, `embedder.block2.res1:in` its (first) input.
+
+This is the only module that builds or parses a site string (`site_name`, `parse_site`, `layer_of`),
+and the only one that maps site names to TransformerLens hook names (`site_to_hook`, `hook_to_site`).
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from .errors import SteerscopeError
+
 LAYER_KINDS = ("resid_pre", "attn_in", "attn_out", "resid_mid", "mlp_in", "mlp_out", "resid_post")
 GLOBAL_KINDS = ("embed", "final")
 _ORDER = {kind: i for i, kind in enumerate(LAYER_KINDS)}
 _PATTERN = re.compile(r"^([a-z_]+)\.(-?\d+)$")
+_HOOK = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
 
 
-class SiteError(ValueError):
+class SiteError(SteerscopeError, ValueError):
     """A site name that does not exist in this model."""
 
 
@@ -74,10 +80,77 @@ def parse_site(name: str | Site, n_layers: int, parallel: bool = False) -> Site:
     return Site(kind, layer)
 
 
+def site_name(kind: str, layer: int | None = None) -> str:
+    """Build a site name: `site_name("resid_pre", 3)` is 'resid_pre.3'; `site_name("final")` is 'final'."""
+    if kind in GLOBAL_KINDS:
+        if layer is not None:
+            raise SiteError(f"site {kind!r} has no layer; got layer {layer}")
+        return kind
+    if kind not in LAYER_KINDS:
+        raise SiteError(f"unknown site kind {kind!r}; kinds: {', '.join(GLOBAL_KINDS + LAYER_KINDS)}")
+    if layer is None or isinstance(layer, bool) or int(layer) != layer or layer < 0:
+        raise SiteError(f"site kind {kind!r} needs a layer number >= 0, got {layer!r}")
+    return f"{kind}.{int(layer)}"
+
+
+def layer_sites(kind: str, n_layers: int) -> list[str]:
+    """`kind` at every layer: ['resid_pre.0', ..., 'resid_pre.{L-1}']."""
+    return [site_name(kind, layer) for layer in range(n_layers)]
+
+
+def layer_of(name: str | Site) -> int:
+    """The layer number of a per-layer site name ('mlp_out.7' -> 7)."""
+    site = name if isinstance(name, Site) else _split(name)
+    if site.layer is None:
+        raise SiteError(f"site {str(name)!r} has no layer")
+    return site.layer
+
+
+def _split(name: str) -> Site:
+    """A site name taken apart without a model to check it against."""
+    if name in GLOBAL_KINDS:
+        return Site(name)
+    match = _PATTERN.match(name)
+    if not match or match.group(1) not in LAYER_KINDS:
+        raise SiteError(f"{name!r} is not a site name such as 'resid_pre.3'")
+    return Site(match.group(1), int(match.group(2)))
+
+
 def all_site_names(n_layers: int, parallel: bool = False) -> list[str]:
     """Every site of a model, in forward-pass order."""
     kinds = [k for k in LAYER_KINDS if not (parallel and k == "resid_mid")]
-    return ["embed", *(f"{k}.{layer}" for layer in range(n_layers) for k in kinds), "final"]
+    return ["embed", *(site_name(k, layer) for layer in range(n_layers) for k in kinds), "final"]
+
+
+def residual_write_names(n_layers: int) -> list[str]:
+    """Every site that writes into the residual stream: the embedding and each sublayer output."""
+    return ["embed", *(site_name(k, layer) for layer in range(n_layers) for k in ("attn_out", "mlp_out"))]
+
+
+def site_to_hook(site: str | None) -> str | None:
+    """TransformerLens hook name of a site: 'resid_pre.10' -> 'blocks.10.hook_resid_pre', 'embed' -> 'hook_embed'.
+
+    Anything that is not a per-layer site name (or 'embed') is returned unchanged."""
+    if site is None:
+        return None
+    if site == "embed":
+        return "hook_embed"
+    match = _PATTERN.match(site)
+    if match and match.group(1) in LAYER_KINDS:
+        return f"blocks.{match.group(2)}.hook_{match.group(1)}"
+    return site
+
+
+def hook_to_site(hook_name: str | None) -> str | None:
+    """The inverse of `site_to_hook`: 'blocks.10.hook_resid_pre' -> 'resid_pre.10'; others unchanged."""
+    if hook_name is None:
+        return None
+    if hook_name == "hook_embed":
+        return "embed"
+    match = _HOOK.match(hook_name)
+    if match and match.group(2) in LAYER_KINDS:
+        return site_name(match.group(2), int(match.group(1)))
+    return hook_name
 
 
 def parse_module_site(model, name: str | Site) -> Site:

@@ -10,7 +10,6 @@ Hook names are TransformerLens names ('blocks.10.hook_resid_pre'), mapped to sit
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -18,38 +17,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .._version import __version__
+from ..core.errors import SteerscopeError
 from ..core.io import atomic_write_bytes, write_json
+from ..core.sites import hook_to_site, site_to_hook
 from .model import ARCHITECTURES, SAEConfig, SparseAutoencoder
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 SAELENS_VERSION = "6.0.0"  # the config layout we write
-_HOOK = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out|attn_in|mlp_in)$")
-_SITE = re.compile(r"^(resid_pre|resid_mid|resid_post|attn_out|mlp_out|attn_in|mlp_in)\.(\d+)$")
 
 
-class SAEFileError(ValueError):
+class SAEFileError(SteerscopeError, ValueError):
     """An SAE folder that cannot be read; the message says what is wrong and what to do."""
-
-
-def hook_to_site(hook_name: str | None) -> str | None:
-    """'blocks.10.hook_resid_pre' -> 'resid_pre.10'; 'hook_embed' -> 'embed'; anything else unchanged."""
-    if hook_name is None:
-        return None
-    m = _HOOK.match(hook_name)
-    if m:
-        return f"{m.group(2)}.{m.group(1)}"
-    return "embed" if hook_name == "hook_embed" else hook_name
-
-
-def site_to_hook(site: str | None) -> str | None:
-    """'resid_pre.10' -> 'blocks.10.hook_resid_pre' (the inverse of `hook_to_site`)."""
-    if site is None:
-        return None
-    m = _SITE.match(site)
-    if m:
-        return f"blocks.{m.group(2)}.hook_{m.group(1)}"
-    return "hook_embed" if site == "embed" else site
 
 
 def save_saelens(sae: SparseAutoencoder, folder: str | Path, extra: dict | None = None) -> Path:
