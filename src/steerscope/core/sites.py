@@ -100,13 +100,13 @@ def layer_sites(kind: str, n_layers: int) -> list[str]:
 
 def layer_of(name: str | Site) -> int:
     """The layer number of a per-layer site name ('mlp_out.7' -> 7)."""
-    site = name if isinstance(name, Site) else _split(name)
+    site = name if isinstance(name, Site) else split_site(name)
     if site.layer is None:
         raise SiteError(f"site {str(name)!r} has no layer")
     return site.layer
 
 
-def _split(name: str) -> Site:
+def split_site(name: str) -> Site:
     """A site name taken apart without a model to check it against."""
     if name in GLOBAL_KINDS:
         return Site(name)

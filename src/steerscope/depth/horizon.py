@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..core.hooks import edit, read, run_forward
 from ..core.models import LoadedModel
+from ..core.sites import layer_of, site_name
 from ..evaluate.metrics import clean_reference, next_token_metrics
 from ..evaluate.stats import bootstrap_mean_ci
 
@@ -91,16 +92,16 @@ class CleanRun:
 
 
 def _stream_sites(lm: LoadedModel) -> list[str]:
-    return [s for n in range(lm.n_layers) for s in (f"resid_pre.{n}", f"mlp_in.{n}")] + ["final"]
+    return [s for n in range(lm.n_layers) for s in (site_name("resid_pre", n), site_name("mlp_in", n))] + ["final"]
 
 
 def clean_run(lm: LoadedModel, ids: Tensor) -> CleanRun:
     """Clean forward pass: logits and the stream at every layer boundary and sublayer input."""
     with torch.no_grad(), read(lm, _stream_sites(lm)) as cache:
         logits = run_forward(lm, ids).logits
-    pre = [cache[f"resid_pre.{n}"] for n in range(lm.n_layers)]
-    sub_in = {f"attn_in.{n}": pre[n] for n in range(lm.n_layers)}
-    sub_in.update({f"mlp_in.{n}": cache[f"mlp_in.{n}"] for n in range(lm.n_layers)})
+    pre = [cache[site_name("resid_pre", n)] for n in range(lm.n_layers)]
+    sub_in = {site_name("attn_in", n): pre[n] for n in range(lm.n_layers)}
+    sub_in.update({site_name("mlp_in", n): cache[site_name("mlp_in", n)] for n in range(lm.n_layers)})
     return CleanRun(resid_pre=pre, sub_in=sub_in, final=cache["final"], logits=logits)
 
 
@@ -167,7 +168,7 @@ def patched_logits(
         for n in range(first, L):
             m = max(0, n - k)
             for kind in ("attn_in", "mlp_in"):
-                site = f"{kind}.{n}"
+                site = site_name(kind, n)
                 if variant.source == "clean":
                     window_in = clean.sub_in[site]
                     edits[site] = lambda h, w=window_in, m=m: finish(w - clean.resid_pre[m], h, m)
@@ -176,15 +177,11 @@ def patched_logits(
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         if edits and variant.source == "propagated":
-            watch = [f"resid_pre.{n}" for n in range(L)]
-            stack.enter_context(read(lm, watch, reduce=lambda name, act: current.__setitem__(_layer(name), act)))
+            watch = [site_name("resid_pre", n) for n in range(L)]
+            stack.enter_context(read(lm, watch, reduce=lambda name, act: current.__setitem__(layer_of(name), act)))
         if edits:
             stack.enter_context(edit(lm, edits))
         return run_forward(lm, ids).logits
-
-
-def _layer(site_name: str) -> int:
-    return int(site_name.rsplit(".", 1)[1])
 
 
 # --- sweep over k --------------------------------------------------------------------------------

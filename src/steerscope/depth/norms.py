@@ -16,17 +16,18 @@ from torch import Tensor
 
 from ..core.hooks import read, run_forward
 from ..core.models import LoadedModel
+from ..core.sites import site_name, split_site
 from ..evaluate.stats import bootstrap_statistic, percentile_interval
 
 
 def norm_sites(lm: LoadedModel) -> list[str]:
     """Sites whose norms are measured: all of them except the sublayer inputs (equal to stream points)."""
-    return [s for s in lm.site_names() if not s.startswith(("attn_in.", "mlp_in."))]
+    return [s for s in lm.site_names() if split_site(s).kind not in ("attn_in", "mlp_in")]
 
 
 def stream_sites(lm: LoadedModel) -> list[str]:
     """The stream point of each layer boundary l = 0..L."""
-    return [f"resid_pre.{n}" for n in range(lm.n_layers)] + ["final"]
+    return [site_name("resid_pre", n) for n in range(lm.n_layers)] + ["final"]
 
 
 def _pass(lm: LoadedModel, batches: Sequence[Tensor], sites: list[str], reduce, on_batch) -> None:
@@ -121,14 +122,14 @@ def measure_norms(
     raw_mean, centred_mean = raw.mean(axis=0), centred.mean(axis=0)
     sublayers = []
     for n in range(L):
-        mlp_reader = f"resid_pre.{n}" if lm.adapter.parallel else f"resid_mid.{n}"
-        attn, mlp = raw_mean[col[f"attn_out.{n}"]], raw_mean[col[f"mlp_out.{n}"]]
+        mlp_reader = site_name("resid_pre", n) if lm.adapter.parallel else site_name("resid_mid", n)
+        attn, mlp = raw_mean[col[site_name("attn_out", n)]], raw_mean[col[site_name("mlp_out", n)]]
         sublayers.append(
             {
                 "layer": n,
                 "attn_out": float(attn),
                 "mlp_out": float(mlp),
-                "attn_ratio": float(attn / raw_mean[col[f"resid_pre.{n}"]]),
+                "attn_ratio": float(attn / raw_mean[col[site_name("resid_pre", n)]]),
                 "mlp_ratio": float(mlp / raw_mean[col[mlp_reader]]),
             }
         )
