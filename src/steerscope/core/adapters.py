@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
+from .errors import SteerscopeError
 
-class UnsupportedArchitectureError(ValueError):
+
+class UnsupportedArchitectureError(SteerscopeError, ValueError):
     """The model's architecture has no adapter."""
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .adapters import Adapter, adapter_for_config, get_module
+from .errors import SteerscopeError
 from .packages import MissingPackageError, packaged_file
 from .sites import all_site_names
 
@@ -25,7 +26,7 @@ DEFAULT_PACKAGE_VERSION = "0.1.2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SteerscopeError, RuntimeError):
     """A model could not be loaded; the message says why and what to do."""
 
 

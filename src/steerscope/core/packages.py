@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+from .errors import SteerscopeError
 
-class MissingPackageError(FileNotFoundError):
+
+class MissingPackageError(SteerscopeError, FileNotFoundError):
     """A data package (or the file it should hold) is not installed; the message says how to install it."""
 
 

@@ -22,10 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from .adapters import get_module
+from .errors import SteerscopeError
 from .models import LoadedModel
 
 
-class OrthogonalizationError(ValueError):
+class OrthogonalizationError(SteerscopeError, ValueError):
     """The model cannot be orthogonalized exactly; the message says why."""
 
 

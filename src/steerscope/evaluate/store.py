@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import SteerscopeError
 from .stats import bootstrap_mean_ci
 
 CELL_FIELDS = ("model", "method", "site", "coefficient", "n_pairs", "seed", "dataset", "split")
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT);
 """
 
 
-class SettingsMismatchError(ValueError):
+class SettingsMismatchError(SteerscopeError, ValueError):
     """A store written with other settings than the sweep that wants to resume it."""
 
 

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from ..core.errors import SteerscopeError
 from ..core.io import atomic_write_bytes, write_json
 from .env import MOVES, OBS_SIZE, Maze, observations
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SteerscopeError, ValueError):
     """A policy checkpoint that cannot be read."""
 
 

@@ -27,6 +27,7 @@ from rich.table import Table
 from safetensors.torch import load_file, save
 
 from .._version import __version__
+from ..core.errors import SteerscopeError
 from ..core.generate import generate_text
 from ..core.hooks import add, project_out
 from ..core.io import atomic_write_bytes, write_csv, write_json
@@ -133,6 +134,10 @@ def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: 
     )
 
 
+class NoDirectionError(SteerscopeError, RuntimeError):
+    """No candidate direction passed the selection filters; the message shows the scores and what to relax."""
+
+
 def _nothing_passed(selection, run: RefusalRun, table: Path) -> str:
     scored = [c for c in selection.candidates if c.bypass is not None]
     base = selection.baseline
@@ -189,7 +194,7 @@ def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, 
         )
         chosen = selection.chosen
         if chosen is None:
-            raise RuntimeError(_nothing_passed(selection, run, folder.path("candidates.csv")))
+            raise NoDirectionError(_nothing_passed(selection, run, folder.path("candidates.csv")))
         site = f"resid_pre.{chosen.layer}"
         r = directions[chosen.position + directions.shape[0], chosen.layer].float()
         vector = SteeringVector(

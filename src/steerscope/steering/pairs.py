@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..core.errors import SteerscopeError
+
 
 @dataclass(frozen=True)
 class ContrastPair:
@@ -22,7 +24,7 @@ class ContrastPair:
     negative: str
 
 
-class PairDataError(ValueError):
+class PairDataError(SteerscopeError, ValueError):
     """Contrast data that cannot be used; the message names the file and line."""
 
 

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .._version import __version__
+from ..core.errors import SteerscopeError
 from ..core.hooks import add
 from ..core.io import atomic_write_bytes
 from ..core.models import LoadedModel
@@ -25,11 +26,11 @@ from ..core.sites import parse_site
 HEADER_KEY = "steerscope"
 
 
-class VectorFileError(ValueError):
+class VectorFileError(SteerscopeError, ValueError):
     """A steering-vector file that cannot be read."""
 
 
-class VectorMismatchError(ValueError):
+class VectorMismatchError(SteerscopeError, ValueError):
     """A steering vector that does not fit the model it is applied to."""
 
 

@@ -11,12 +11,13 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..core.errors import SteerscopeError
 from ..methods import SAE_METHOD_NAMES, SWEEP_METHODS, sae_site
 
 BASELINES = ("unsteered", "prompting", "random")
 
 
-class ConfigError(ValueError):
+class ConfigError(SteerscopeError, ValueError):
     """A sweep configuration that cannot be run; the message names the key and the fix."""
 
 
