@@ -40,7 +40,7 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     straight = train(tmp_path / "a", TINY_RUN, SMALL, show_progress=False)
     paused = train(tmp_path / "b", TINY_RUN, SMALL, show_progress=False, stop_after=2)
     assert paused == {"step": 2, "finished": False, "train_seconds": paused["train_seconds"]}
-    assert not (tmp_path / "b" / "policy.safetensors").exists() and (tmp_path / "b" / STATE).exists()
+    assert not (tmp_path / "b" / "policy.safetensors").exists() and (tmp_path / "b.partial" / STATE).exists()
     train(tmp_path / "b", TINY_RUN, SMALL, show_progress=False)
     a, b = load_file(tmp_path / "a" / "policy.safetensors"), load_file(tmp_path / "b" / "policy.safetensors")
     for key in a:

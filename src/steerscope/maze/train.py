@@ -2,23 +2,22 @@
 
 The dataset is every open square of `n_mazes` seeded training mazes (cheese in the top-right region)
 with the oracle's move toward the cheese as the label. Training state (weights, Adam moments, step)
-is checkpointed into one safetensors file, so an interrupted run resumes where it stopped.
+is checkpointed into one safetensors file (core.training), so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..core.io import load_train_state, save_train_state, write_json
+from ..core.io import write_json
+from ..core.runs import RunFolder
+from ..core.training import TrainingLoop, TrainState
 from .env import OBS_SIZE, SIZES, Maze, observations, oracle_moves, test_maze, training_maze
 from .policy import MazePolicy, PolicyConfig, save_policy
 
@@ -92,66 +91,50 @@ def train(
     policy_cfg: PolicyConfig | None = None,
     show_progress: bool = True,
     stop_after: int | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
 ) -> dict:
-    """Train (or resume) a maze policy by behaviour cloning; writes the checkpoint and `train.json` into `out`.
+    """Train (or resume) a maze policy by behaviour cloning into the run folder `out` (core.runs.RunFolder:
+    written in `<out>.partial/`, which holds the checkpoint until the run finishes); writes `train.json` too.
 
     `stop_after`: pause after this many steps (the state is saved; call again to go on).
+    `overwrite`: replace a finished `out`; `restart`: discard an unfinished run with other settings.
     """
     cfg, policy_cfg = cfg or TrainConfig(), policy_cfg or PolicyConfig()
     if policy_cfg.obs_size != OBS_SIZE or policy_cfg.n_actions != 4:
         raise ValueError(f"the trainer needs obs_size={OBS_SIZE} and 4 actions, got {policy_cfg}")
-    out = Path(out)
     settings = {"train": asdict(cfg), "policy": asdict(policy_cfg)}
+    folder = RunFolder(out, settings, overwrite, restart)
     torch.manual_seed(cfg.seed)
     policy = MazePolicy(policy_cfg)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, seconds, losses = 0, 0.0, []
-    if (out / STATE).is_file():
-        header, _ = load_train_state(out / STATE, policy, opt)
-        if header["settings"] != json.loads(json.dumps(settings)):
-            raise ValueError(
-                f"{out} holds a run with other settings ({header['settings']}); "
-                "use another --out folder or the same settings to resume"
-            )
-        step, seconds, losses = header["step"], header["seconds"], header["losses"]
+    loop = TrainingLoop(folder.path(STATE), policy, opt, settings, cfg.steps, cfg.checkpoint_every)
     data = Demonstrations([training_maze(cfg.seed * 10_000_000 + i, cfg.sizes) for i in range(cfg.n_mazes)])
     per_epoch = len(data) // cfg.batch_size
     policy.train()
-    start = time.perf_counter() - seconds
-    window: list[float] = []
-    with Progress(
-        TextColumn("behaviour cloning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not show_progress,
-    ) as progress:
-        task = progress.add_task("train", total=cfg.steps, completed=step, loss="-")
-        until = min(cfg.steps, stop_after if stop_after is not None else cfg.steps)
-        while step < until:
-            epoch, offset = divmod(step, per_epoch)
-            idx = _order(len(data), cfg.seed, epoch)[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
-            obs, label = data.batch(idx)
-            for group in opt.param_groups:
-                group["lr"] = _lr(cfg, step)
-            loss = F.cross_entropy(policy(obs), label)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            window.append(loss.item())
-            if step % cfg.checkpoint_every == 0 or step == until:
-                losses.append([step, float(np.mean(window))])
-                window = []
-                extra = {"settings": settings, "seconds": time.perf_counter() - start, "losses": losses}
-                save_train_state(out / STATE, policy, opt, step, extra)
-                progress.update(task, loss=f"{losses[-1][1]:.3f}")
-            progress.update(task, completed=step)
-    seconds = time.perf_counter() - start
-    if step < cfg.steps:
-        return {"step": step, "finished": False, "train_seconds": round(seconds, 1)}
+
+    def step(state: TrainState) -> float:
+        epoch, offset = divmod(state.step, per_epoch)
+        idx = _order(len(data), cfg.seed, epoch)[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+        obs, label = data.batch(idx)
+        for group in opt.param_groups:
+            group["lr"] = _lr(cfg, state.step)
+        loss = F.cross_entropy(policy(obs), label)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def record(state: TrainState, window: list[float]) -> tuple[list, dict[str, str]]:
+        mean = float(np.mean(window))
+        return [state.step, mean], {"loss": f"{mean:.3f}"}
+
+    state = loop.run(
+        step, record, stop_after, label="behaviour cloning", fields={"loss": "-"}, show_progress=show_progress
+    )
+    seconds, losses = state.seconds, state.losses
+    if not loop.finished:
+        return {"step": state.step, "finished": False, "train_seconds": round(seconds, 1)}
     policy.eval()
     result = {
         "method": "behaviour cloning from a shortest-path oracle (not reinforcement learning)",
@@ -162,8 +145,9 @@ def train(
         "success_test_distribution": success_rate(policy, [test_maze(i, cfg.sizes) for i in range(cfg.eval_mazes)]),
         **settings,
     }
-    save_policy(policy, out, meta=result)
-    write_json(out / "train.json", result)
+    save_policy(policy, folder.path(), meta=result)
+    write_json(folder.path("train.json"), result)
+    folder.commit()
     return result
 
 

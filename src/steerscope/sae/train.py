@@ -15,18 +15,19 @@ about Anthropic's lambda = 5 on inputs normalized to norm sqrt(d) for d ~ 600); 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..core.corpus import token_sequences
 from ..core.cost import forward_flops
-from ..core.hooks import capture, edit, run_forward
-from ..core.io import load_train_state, save_train_state, write_json
+from ..core.extract import site_activations
+from ..core.hooks import edit, run_forward
+from ..core.io import write_json
 from ..core.models import LoadedModel
+from ..core.runs import RunFolder
+from ..core.training import TrainingLoop, TrainState
 from ..evaluate.metrics import clean_reference, next_token_metrics
 from .model import SAEConfig, SparseAutoencoder
 from .saelens import save_saelens
@@ -61,15 +62,6 @@ class TrainConfig:
         return self.lr if self.lr is not None else min(2e-3, 2e-4 * math.sqrt(16384 / d_sae))
 
 
-def site_activations(lm: LoadedModel, ids: torch.Tensor, site: str, model_batch: int) -> torch.Tensor:
-    """Activations at `site` of every position after the first, [n * (T - 1), d] float32."""
-    out = []
-    for start in range(0, ids.shape[0], model_batch):
-        act = capture(lm, ids[start : start + model_batch].to(lm.device), [site])[site]
-        out.append(act[:, 1:].reshape(-1, act.shape[-1]).float().cpu())
-    return torch.cat(out)
-
-
 def _lr_factor(step: int, total: int) -> float:
     """Linear warm-up over the first 2% of steps, linear decay to zero over the last 20%."""
     warm, decay = max(1, total // 50), max(1, total // 5)
@@ -100,12 +92,15 @@ def train_sae(
     cfg: TrainConfig,
     show_progress: bool = True,
     stop_after: int | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
 ) -> dict:
-    """Train (or resume) an SAE; writes the checkpoint, the SAELens folder files and `train.json` into `out`.
+    """Train (or resume) an SAE into the run folder `out` (core.runs.RunFolder: written in `<out>.partial/`,
+    which holds the checkpoint until the run finishes): the SAELens files, the checkpoint and `train.json`.
 
     `stop_after`: pause after this many steps (the state is saved; call again with the same settings to go on).
+    `overwrite`: replace a finished `out`; `restart`: discard an unfinished run with other settings.
     """
-    out = Path(out)
     lm_site = str(cfg.site)
     d_sae = cfg.expansion * lm.d_model
     sae_cfg = SAEConfig(
@@ -131,76 +126,69 @@ def train_sae(
         raise ValueError(
             f"{cfg.tokens} tokens give no full batch of {cfg.batch_size}; raise --tokens or lower --batch-size"
         )
+    folder = RunFolder(out, settings, overwrite, restart)
 
     sae = SparseAutoencoder(sae_cfg, seed=cfg.seed)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.learning_rate(d_sae), betas=(0.9, 0.999))
-    since_fired = torch.zeros(d_sae, dtype=torch.long)
-    step, seconds, losses, scale = 0, 0.0, [], None
-    if (out / STATE).is_file():
-        header, extra = load_train_state(out / STATE, sae, opt)
-        if header["settings"] != settings:
-            raise ValueError(
-                f"{out} holds a run with other settings ({header['settings']}); "
-                "use another output folder, or the same settings to resume"
-            )
-        step, seconds, losses, scale = header["step"], header["seconds"], header["losses"], header["scale"]
-        since_fired = extra["since_fired"]
+    loop = TrainingLoop(
+        folder.path(STATE),
+        sae,
+        opt,
+        settings,
+        total,
+        cfg.checkpoint_every,
+        initial={"since_fired": torch.zeros(d_sae, dtype=torch.long)},
+    )
+    starts = [sum(steps_in[:c]) for c in range(n_chunks)]
+    chunk: dict = {}
 
-    start = time.perf_counter() - seconds
-    until = min(total, stop_after if stop_after is not None else total)
-    window: list[float] = []
-    done_before = 0
-    with Progress(
-        TextColumn(f"SAE {cfg.architecture} x{cfg.expansion} at {lm_site}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("FVU {task.fields[fvu]}  dead {task.fields[dead]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not show_progress,
-    ) as progress:
-        task = progress.add_task("train", total=total, completed=step, fvu="-", dead="-")
-        for c in range(n_chunks):
-            chunk_end = done_before + steps_in[c]
-            if step >= chunk_end or step >= until:
-                done_before = chunk_end
-                continue
+    def batch(state: TrainState) -> torch.Tensor:
+        """The batch of step `state.step`: its chunk's activations, shuffled with a seed of (seed, chunk)."""
+        c = max(i for i in range(n_chunks) if starts[i] <= state.step and steps_in[i] > 0)
+        if chunk.get("index") != c:
             rows = train_ids[c * cfg.chunk_sequences : (c + 1) * cfg.chunk_sequences]
             acts = site_activations(lm, rows, lm_site, cfg.model_batch)
-            acts = acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + c))]
-            if scale is None:  # first chunk: centre the decoder bias, fix the loss scale
-                mean = acts.mean(0)
-                scale = float((acts - mean).pow(2).sum(-1).mean())
+            g = torch.Generator().manual_seed(cfg.seed * 100_003 + c)
+            chunk.update(index=c, acts=acts[torch.randperm(len(acts), generator=g)])
+            if "scale" not in state.extra:  # first chunk: centre the decoder bias, fix the loss scale
+                mean = chunk["acts"].mean(0)
+                state.extra["scale"] = float((chunk["acts"] - mean).pow(2).sum(-1).mean())
                 with torch.no_grad():
                     sae.b_dec.copy_(mean)
-            while step < min(chunk_end, until):
-                b = step - done_before
-                x = acts[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                for group in opt.param_groups:
-                    group["lr"] = cfg.learning_rate(d_sae) * _lr_factor(step, total)
-                loss, mse, f = _loss(sae, x, cfg, scale, since_fired > cfg.dead_tokens)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sae.cfg.architecture == "topk":
-                    sae.normalize_decoder()
-                fired = (f > 0).any(0)
-                since_fired = torch.where(fired, 0, since_fired + len(x))
-                step += 1
-                window.append(mse.item())
-                if step % cfg.checkpoint_every == 0 or step == until:
-                    dead_frac = float((since_fired > cfg.dead_tokens).float().mean())
-                    losses.append([step, sum(window) / len(window), dead_frac])
-                    window = []
-                    extra = {"settings": settings, "seconds": time.perf_counter() - start, "losses": losses}
-                    extra["scale"] = scale
-                    save_train_state(out / STATE, sae, opt, step, extra, {"since_fired": since_fired})
-                    progress.update(task, fvu=f"{losses[-1][1]:.3f}", dead=f"{dead_frac:.1%}")
-                progress.update(task, completed=step)
-            done_before = chunk_end
-    seconds = time.perf_counter() - start
-    if step < total:
-        return {"step": step, "steps": total, "finished": False, "train_seconds": round(seconds, 1)}
+        b = state.step - starts[c]
+        return chunk["acts"][b * cfg.batch_size : (b + 1) * cfg.batch_size]
+
+    def step(state: TrainState) -> float:
+        x = batch(state)
+        for group in opt.param_groups:
+            group["lr"] = cfg.learning_rate(d_sae) * _lr_factor(state.step, total)
+        since_fired = state.tensors["since_fired"]
+        loss, mse, f = _loss(sae, x, cfg, state.extra["scale"], since_fired > cfg.dead_tokens)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sae.cfg.architecture == "topk":
+            sae.normalize_decoder()
+        fired = (f > 0).any(0)
+        state.tensors["since_fired"] = torch.where(fired, 0, since_fired + len(x))
+        return mse.item()
+
+    def record(state: TrainState, window: list[float]) -> tuple[list, dict[str, str]]:
+        dead_frac = float((state.tensors["since_fired"] > cfg.dead_tokens).float().mean())
+        mean = sum(window) / len(window)
+        return [state.step, mean, dead_frac], {"fvu": f"{mean:.3f}", "dead": f"{dead_frac:.1%}"}
+
+    state = loop.run(
+        step,
+        record,
+        stop_after,
+        label=f"SAE {cfg.architecture} x{cfg.expansion} at {lm_site}",
+        fields={"fvu": "-", "dead": "-"},
+        show_progress=show_progress,
+    )
+    seconds, losses, since_fired = state.seconds, state.losses, state.tensors["since_fired"]
+    if not loop.finished:
+        return {"step": state.step, "steps": total, "finished": False, "train_seconds": round(seconds, 1)}
     sae.eval()
     tokens_used = total * cfg.batch_size
     result = {
@@ -221,8 +209,9 @@ def train_sae(
         "settings": settings,
     }
     cost = {"train_tokens": tokens_used, "train_model_tokens": n_train * cfg.seq_len, "train_seconds": seconds}
-    save_saelens(sae, out, extra={**cost, "train_flops": result["flops_estimate"]["total"]})
-    write_json(out / "train.json", result)
+    save_saelens(sae, folder.path(), extra={**cost, "train_flops": result["flops_estimate"]["total"]})
+    write_json(folder.path("train.json"), result)
+    folder.commit()
     return result
 
 
