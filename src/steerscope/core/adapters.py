@@ -8,6 +8,7 @@ and `embed`, from a block for the rest.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 from torch import nn
 
@@ -134,5 +135,5 @@ def get_module(root: nn.Module, path: str) -> nn.Module:
     """Follow a dotted attribute path from `root` (integers index module lists)."""
     module = root
     for part in path.split("."):
-        module = module[int(part)] if part.isdigit() else getattr(module, part)
+        module = cast(nn.ModuleList, module)[int(part)] if part.isdigit() else cast(nn.Module, getattr(module, part))
     return module

@@ -30,4 +30,4 @@ def forward_flops(lm: LoadedModel, sites: Iterable[str], tokens: int) -> float:
 
 def text_tokens(lm: LoadedModel, texts: Sequence[str]) -> int:
     """Tokens the model reads for `texts` (the tokenizer's own special tokens included, no padding)."""
-    return sum(len(lm.tokenizer(t)["input_ids"]) for t in texts)
+    return int(sum(len(lm.tokenizer(t)["input_ids"]) for t in texts))

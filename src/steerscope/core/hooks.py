@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from .positions import PositionState, PositionTracker, position_weights, validat
 from .sites import Site, residual_write_names
 
 Edit = Callable[[Tensor], Tensor]
+V = TypeVar("V")
 SiteSpec = str | Site
 Model = LoadedModel | nn.Module | SiteLocator  # a language model, any torch module (module-path sites), or a locator
 
@@ -249,11 +251,11 @@ def _as_vector(where: SiteLocator, site: Site, value, allow_positionwise: bool) 
     return where.check_vector(site, value, allow_positionwise)
 
 
-def _parse_mapping(where: SiteLocator, mapping: Mapping) -> list[tuple[Site, object]]:
+def _parse_mapping(where: SiteLocator, mapping: Mapping[SiteSpec, V]) -> list[tuple[Site, V]]:
     """(site, value) pairs of a site-keyed mapping, validated, in forward order."""
     if not mapping:
         raise ValueError("nothing given; pass {site: value}, e.g. {'resid_pre.3': vector}")
-    pairs: dict[Site, object] = {}
+    pairs: dict[Site, V] = {}
     for key, value in mapping.items():
         site = where.parse(key)
         if site in pairs:
@@ -303,9 +305,13 @@ def add(
         values = [_as_vector(where, s, v, allow_positionwise=front) * float(coefficient) for s, v in pairs]
         for site, vec in zip(sites, values, strict=True):
             target = Site("attn_out", site.layer) if site.kind == "resid_mid" else site
-            fn = _adder(vec, positions, tracker)
-            stack.enter_context(_hooks(lambda hs, t=target, f=fn: hs.append(_register_edit(*where.locate(t), f))))
+            module, phase = where.locate(target)
+            stack.enter_context(_hooks(_installer(module, phase, _adder(vec, positions, tracker))))
         yield
+
+
+def _installer(module: nn.Module, phase: str, fn: Edit) -> Callable[[list], None]:
+    return lambda handles: handles.append(_register_edit(module, phase, fn))
 
 
 def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:

@@ -81,7 +81,7 @@ class LanguageModelSites:
             "resid_post": (block, "post"),
         }
         where, phase = table[site.kind]
-        return (where if isinstance(where, nn.Module) else get_module(block, where)), phase
+        return (where if isinstance(where, nn.Module) else get_module(block, str(where))), phase
 
     def block(self, layer: int) -> nn.Module:
         return self.lm.blocks[layer]

@@ -11,6 +11,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -37,15 +38,15 @@ class LoadedModel:
     The model itself is untouched: steerscope attaches hooks to its modules and removes them.
     """
 
-    model: nn.Module
-    tokenizer: object | None
+    model: Any  # a transformers PreTrainedModel (an nn.Module)
+    tokenizer: Any  # its tokenizer, or None
     adapter: Adapter
     name: str
     source: str = ""
     _fingerprint: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_hf(cls, model: nn.Module, tokenizer=None, name: str | None = None) -> LoadedModel:
+    def from_hf(cls, model: Any, tokenizer: Any = None, name: str | None = None) -> LoadedModel:
         """Wrap an already loaded Hugging Face causal LM (e.g. one you built or fine-tuned)."""
         adapter = adapter_for_config(model.config)
         if tokenizer is not None:
@@ -59,7 +60,7 @@ class LoadedModel:
 
     @property
     def blocks(self) -> nn.ModuleList:
-        return get_module(self.model, self.adapter.layers)
+        return cast(nn.ModuleList, get_module(self.model, self.adapter.layers))
 
     @property
     def n_layers(self) -> int:
@@ -89,7 +90,7 @@ class LoadedModel:
             h = hashlib.sha256()
             cfg = {k: getattr(self.config, k, None) for k in ("model_type", "hidden_size", "vocab_size")}
             h.update(json.dumps({**cfg, "n_layers": self.n_layers}, sort_keys=True).encode())
-            emb = get_module(self.model, self.adapter.embed).weight
+            emb = cast(torch.Tensor, get_module(self.model, self.adapter.embed).weight)
             h.update(emb[:64].detach().to(torch.float32).cpu().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
@@ -304,7 +305,7 @@ def _load_gguf(path: Path, dtype):
         ) from exc
     adapter_for_config(config)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             str(path.parent),
             gguf_file=path.name,
             quantization_config=GgufConfig(dequantize=True),

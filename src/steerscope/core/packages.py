@@ -21,7 +21,7 @@ def packaged_file(package: str, version: str, suffix: str, what: str) -> Path:
         raise MissingPackageError(f"{what} needs the package {package}. Install it with: {install}") from exc
     for f in dist.files or []:
         if str(f).endswith(suffix):
-            path = Path(dist.locate_file(f))
+            path = Path(str(dist.locate_file(f)))
             if path.is_file():
                 return path
     raise MissingPackageError(f"{package} is installed but holds no {suffix} file; reinstall it with: {install}")

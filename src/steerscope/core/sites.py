@@ -52,6 +52,7 @@ class Site:
             return (1 << 30, 0)
         if self.kind == "module":
             return (0, 0)  # module sites keep the order they were given in
+        assert self.layer is not None, f"per-layer site {self.kind} without a layer"
         return (self.layer, _ORDER[self.kind])
 
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ def _project_columns(weight: Tensor, unit: Tensor) -> None:
     weight.data.copy_(w - unit.unsqueeze(-1) * (unit @ w))
 
 
-def _project_write(module: nn.Module, unit: Tensor) -> None:
+def _project_write(module: Any, unit: Tensor) -> None:
     if type(module).__name__ == "Conv1D":  # GPT-2: output = x @ W + b, W is [in, out]
         _project_rows(module.weight, unit)
     elif isinstance(module, nn.Linear):
@@ -62,11 +63,15 @@ def _project_write(module: nn.Module, unit: Tensor) -> None:
         module.bias.data.copy_(b - (b @ unit) * unit)
 
 
+def _weight(model: nn.Module, path: str) -> Tensor:
+    return cast(Tensor, get_module(model, path).weight)
+
+
 def untie_embeddings(lm: LoadedModel) -> bool:
     """Give the unembedding its own copy of tied weights; returns whether they were tied."""
     model = lm.model
     head = model.get_output_embeddings()
-    emb = get_module(model, lm.adapter.embed)
+    emb: Any = get_module(model, lm.adapter.embed)
     if head is None or head.weight.data_ptr() != emb.weight.data_ptr():
         return False
     head.weight = nn.Parameter(emb.weight.detach().clone())
@@ -88,9 +93,9 @@ def orthogonalize(lm: LoadedModel, direction: Tensor) -> dict:
     tied = untie_embeddings(lm)
     edited = [lm.adapter.embed]
     with torch.no_grad():
-        _project_rows(get_module(lm.model, lm.adapter.embed).weight, unit)
+        _project_rows(_weight(lm.model, lm.adapter.embed), unit)
         if lm.adapter.pos_embed:
-            _project_rows(get_module(lm.model, lm.adapter.pos_embed).weight, unit)
+            _project_rows(_weight(lm.model, lm.adapter.pos_embed), unit)
             edited.append(lm.adapter.pos_embed)
         for n, block in enumerate(lm.blocks):
             for path in (lm.adapter.attn_proj, lm.adapter.mlp_proj):
