@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ class TrainState:
 
 
 StepFn = Callable[[TrainState], float]
-RecordFn = Callable[[TrainState, list[float]], tuple[list, dict[str, str]]]
+RecordFn = Callable[[TrainState, list[float]], tuple[list, dict[str, Any]]]
 
 
 @contextmanager
@@ -120,7 +121,7 @@ class TrainingLoop:
         record: RecordFn,
         stop_after: int | None = None,
         label: str = "train",
-        fields: dict[str, str] | None = None,
+        fields: dict[str, Any] | None = None,
         show_progress: bool = True,
     ) -> TrainState:
         """Run (or resume) until `total` steps, or `stop_after` (then the state is saved; rerun to go on)."""
