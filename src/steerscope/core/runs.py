@@ -14,16 +14,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .._version import __version__
+from .errors import SteerscopeError
 from .io import write_json
 from .models import LoadedModel
 
 
-class RunSettingsError(ValueError):
+class RunSettingsError(SteerscopeError, ValueError):
     """A run folder holds a run made with other settings than the run that wants to resume or replace it."""
 
 
-class OutputExistsError(FileExistsError, ValueError):
+class OutputExistsError(SteerscopeError, FileExistsError, ValueError):
     """The output folder exists and --overwrite was not given."""
+
+
+class FinishedRunSettingsError(OutputExistsError, RunSettingsError):
+    """The output folder exists and holds a finished run made with other settings."""
 
 
 SETTINGS_FILE = "run_settings.json"
@@ -93,12 +98,13 @@ class RunFolder:
         self.work = self.final.with_name(self.final.name + ".partial")
         self.settings = normalize_settings(settings or {})
         if self.final.exists() and not overwrite:
-            check_settings(
-                read_settings(self.final),
-                self.settings,
-                self.final,
-                "pass --overwrite to replace it, or choose another output folder",
-            )
+            stored = read_settings(self.final)
+            diff = settings_diff(stored, self.settings) if stored is not None else []
+            if diff:
+                raise FinishedRunSettingsError(
+                    f"output folder {self.final} already exists and holds a run made with other settings "
+                    f"({'; '.join(diff)}); pass --overwrite to replace it, or choose another"
+                )
             raise OutputExistsError(f"output folder {self.final} already exists; pass --overwrite or choose another")
         if self.work.exists() and restart:
             shutil.rmtree(self.work)

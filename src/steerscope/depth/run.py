@@ -2,8 +2,9 @@
 
 Each model gets a subfolder with JSON, CSV and PNG; the folder also gets a cross-model summary
 (JSON, CSV, figures of k* against depth and growth rate) and an index.html. Work goes into
-`<out>.partial/` and is moved into place when complete; an interrupted horizon sweep resumes from
-its last finished batch when run again with the same settings.
+`<out>.partial/` and is moved into place when complete (core.runs.RunFolder); an interrupted run resumes
+(finished models, and the horizon sweep from its last finished batch) when run again with the same
+settings, and is refused, naming the settings that differ, otherwise (`restart` starts over).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .._version import __version__
 from ..core.corpus import token_sequences
 from ..core.io import write_csv, write_json
 from ..core.models import LoadedModel, load_model
-from ..core.runs import OutputFolder, model_info, progress_bar, slug
+from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar, slug
 from ..render import html
 from . import figures
 from .horizon import HorizonVariant, check_ks, horizon_batch, output_means, summarize_horizon
@@ -50,6 +51,12 @@ class DepthRun:
     overwrite: bool = False
     dtype: str = "float32"
     device: str = "cpu"
+    restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
+
+    def settings(self, kind: str, **more) -> dict:
+        """What the folder's results depend on (the run folder resumes only a run with equal settings)."""
+        base = {"text": asdict(self.text), "fit_range": list(self.fit_range), "n_boot": self.n_boot}
+        return {"kind": kind, "models": list(self.models), **base, "dtype": self.dtype, "version": __version__} | more
 
 
 def _batches(lm: LoadedModel, text: TextSpec) -> list[torch.Tensor]:
@@ -59,13 +66,13 @@ def _batches(lm: LoadedModel, text: TextSpec) -> list[torch.Tensor]:
     return list(ids.split(text.batch_size))
 
 
-def _norms_for(lm, spec, run: DepthRun, batches, folder: OutputFolder, progress: Progress) -> dict:
+def _norms_for(lm, spec, run: DepthRun, batches, folder: RunFolder, progress: Progress) -> dict:
     done = folder.path(slug(spec), "norms.json")
     config = {"text": asdict(run.text), "fit_range": list(run.fit_range), "n_boot": run.n_boot}
-    if done.is_file():
+    if done.is_file():  # finished by an earlier run with the same settings (RunFolder checked them)
         saved = json.loads(done.read_text())
-        if saved.get("config") == config:
-            return saved
+        check_settings(saved.get("config"), config, done, "pass --restart to start over")
+        return saved
     task = progress.add_task(f"norms {slug(spec)}", total=2 * len(batches))
     result = measure_norms(lm, batches, run.fit_range, run.n_boot, on_batch=lambda: progress.advance(task))
     result = {**model_info(lm, spec), "config": config, "seq_len": run.text.seq_len, **result}
@@ -77,22 +84,28 @@ def _norms_for(lm, spec, run: DepthRun, batches, folder: OutputFolder, progress:
     return result
 
 
-def _each_model(run: DepthRun, console: Console):
+def _each_model(run: DepthRun, console: Console, lent: LoadedModel | None = None):
+    """(spec, model) for each model of the run: `lent` for a one-model run, else each loaded in turn."""
+    if lent is not None and len(run.models) != 1:
+        raise ValueError(f"a loaded model stands for one model spec, but the run names {len(run.models)}")
     for spec in run.models:
-        lm = load_model(spec, dtype=run.dtype, device=run.device)
+        lm = lent or load_model(spec, dtype=run.dtype, device=run.device)
         console.print(f"[bold]{spec}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
         yield spec, lm
         del lm
         gc.collect()
 
 
-def run_norms(run: DepthRun, console: Console | None = None) -> tuple[Path, list[dict]]:
-    """Norm growth for each model; returns the result folder and one summary row per model."""
+def run_norms(run: DepthRun, console: Console | None = None, lm: LoadedModel | None = None) -> tuple[Path, list[dict]]:
+    """Norm growth for each model; returns the result folder and one summary row per model.
+
+    `lm`: the already loaded model of a one-model run (loaded from its spec when None).
+    """
     console = console or Console()
-    folder = OutputFolder(run.out, run.overwrite)
-    rows = []
+    folder = RunFolder(run.out, run.settings("norms"), run.overwrite, run.restart)
+    rows, lent = [], lm
     with progress_bar(console) as progress:
-        for spec, lm in _each_model(run, console):
+        for spec, lm in _each_model(run, console, lent):
             result = _norms_for(lm, spec, run, _batches(lm, run.text), folder, progress)
             rows.append(_summary_row(result))
     _write_summary(folder, rows, "norms", run)
@@ -126,15 +139,21 @@ def run_horizon(
     variant: HorizonVariant | None = None,
     thresholds: dict[str, float] | None = None,
     console: Console | None = None,
+    lm: LoadedModel | None = None,
 ) -> tuple[Path, list[dict]]:
-    """The horizon sweep (and norm growth) for each model; returns the folder and summary rows."""
+    """The horizon sweep (and norm growth) for each model; returns the folder and summary rows.
+
+    `lm`: the already loaded model of a one-model run (loaded from its spec when None). The thresholds
+    only summarize the per-sequence results, so a resumed run may change them.
+    """
     console = console or Console()
     variant = variant or HorizonVariant()
     thresholds = thresholds or {"delta_ce": 0.1, "kl": 0.1}
-    folder = OutputFolder(run.out, run.overwrite)
-    rows = []
+    settings = run.settings("horizon", ks=None if ks is None else list(ks), variant=variant.to_dict())
+    folder = RunFolder(run.out, settings, run.overwrite, run.restart)
+    rows, lent = [], lm
     with progress_bar(console) as progress:
-        for spec, lm in _each_model(run, console):
+        for spec, lm in _each_model(run, console, lent):
             batches = _batches(lm, run.text)  # tokenized once, for the norms and the sweep
             norms = _norms_for(lm, spec, run, batches, folder, progress)
             sweep_ks = check_ks(ks, lm.n_layers)
@@ -157,13 +176,12 @@ def run_horizon(
     return folder.commit(), rows
 
 
-def _sweep(lm, spec, run: DepthRun, batches, ks, variant, folder: OutputFolder, progress: Progress) -> dict:
+def _sweep(lm, spec, run: DepthRun, batches, ks, variant, folder: RunFolder, progress: Progress) -> dict:
     """Per-sequence metrics for every k, checkpointed after every batch."""
     ckpt = folder.path(slug(spec), "horizon-checkpoint.json")
     config = {"ks": ks, "variant": variant.to_dict(), "text": asdict(run.text), "version": __version__}
-    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {}
-    if state.get("config") != config:
-        state = {"config": config, "batches": {}}
+    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {"config": config, "batches": {}}
+    check_settings(state.get("config"), config, ckpt, "pass --restart to start over")
     task = progress.add_task(f"horizon {slug(spec)}", total=len(batches) * len(ks))
     progress.advance(task, len(state["batches"]) * len(ks))
     means = output_means(lm, batches) if variant.fill == "mean" else None
@@ -176,8 +194,11 @@ def _sweep(lm, spec, run: DepthRun, batches, ks, variant, folder: OutputFolder, 
     return {m: [sum((b[m][j] for b in ordered), []) for j in range(len(ordered[0][m]))] for m in ordered[0]}
 
 
-def _write_summary(folder: OutputFolder, rows: list[dict], kind: str, run: DepthRun, variant=None) -> None:
-    write_json(folder.path("summary.json"), {"kind": kind, "steerscope": __version__, "rows": rows})
+def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun, variant=None) -> None:
+    versions = package_versions()
+    write_json(
+        folder.path("summary.json"), {"kind": kind, "steerscope": __version__, "versions": versions, "rows": rows}
+    )
     write_csv(folder.path("summary.csv"), rows)
     sections = [("Summary", html.table(rows))]
     text = run.text
