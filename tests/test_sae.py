@@ -319,7 +319,7 @@ def test_find_features_and_snippets(lm, corpus):
 
 
 def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
-    from steerscope.sae.steer import SAE_METHODS
+    from steerscope.methods import fit
     from steerscope.steering.methods import mean_diff
 
     sae = _random_sae(d_in=lm.d_model, d_sae=64, k=8)
@@ -327,7 +327,7 @@ def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
     save_saelens(sae, tmp_path / "sae")
     pairs = [ContrastPair(f"w90 w{i} w{i + 2}", f"w91 w{i} w{i + 2}") for i in range(5)]
     best = find_features(lm, sae, pairs, top=1)["positive"][0]["latent"]
-    clamp = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=tmp_path / "sae")
+    clamp = fit("sae_clamp", lm, pairs, [SITE], sae=tmp_path / "sae")
     assert clamp.latent == best and clamp.scale > 0
     assert clamp.meta["cost"]["sae_train_tokens"] == 1000 and clamp.meta["cost"]["pair_tokens"] == 30
     ids = random_ids(1, 5)
@@ -340,18 +340,18 @@ def test_contract_methods_choose_the_top_latent_and_record_cost(lm, tmp_path):
     # default scale: matched norm (mean-difference norm over the decoder norm); or the largest activation
     md_norm = mean_diff(lm, pairs, [SITE]).meta["norms"][SITE]
     assert clamp.scale == pytest.approx(md_norm / float(sae.W_dec[best].detach().norm()), rel=1e-5)
-    by_max = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, scale="max_activation")
+    by_max = fit("sae_clamp", lm, pairs, [SITE], sae=sae, scale="max_activation")
     last = [capture(lm, lm.tokenize([p.positive]), [SITE])[SITE][0, -1] for p in pairs]
     assert by_max.scale == pytest.approx(max(float(sae.encode(x)[best].detach()) for x in last), rel=1e-5)
-    by_peak = SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, read="max")  # latent by max, norm at last token
+    by_peak = fit("sae_clamp", lm, pairs, [SITE], sae=sae, read="max")  # latent by max, norm at last token
     assert by_peak.scale == pytest.approx(md_norm / float(sae.W_dec[by_peak.latent].detach().norm()), rel=1e-5)
     with pytest.raises(ValueError, match="scale must be"):
-        SAE_METHODS["sae_clamp"](lm, pairs, [SITE], sae=sae, scale="huge")
-    added = SAE_METHODS["sae_add"](lm, pairs, [SITE], sae=sae, latent=3)
+        fit("sae_clamp", lm, pairs, [SITE], sae=sae, scale="huge")
+    added = fit("sae_add", lm, pairs, [SITE], sae=sae, latent=3)
     assert added.meta["latent"] == 3 and added.meta["method"] == "sae_add"
     assert added.meta["norms"][SITE] == pytest.approx(mean_diff(lm, pairs, [SITE]).meta["norms"][SITE], rel=1e-5)
     with pytest.raises(ValueError, match="reads resid_pre.1"):
-        SAE_METHODS["sae_add"](lm, pairs, ["resid_pre.2"], sae=sae)
+        fit("sae_add", lm, pairs, ["resid_pre.2"], sae=sae)
 
 
 @pytest.mark.embedded

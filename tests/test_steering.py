@@ -9,7 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from tiny_models import tiny_model
 
 from steerscope import capture
-from steerscope.steering.methods import fit, text_vectors
+from steerscope.core.extract import text_vectors
+from steerscope.methods import fit
 from steerscope.steering.pairs import BUILTIN, ContrastPair, PairDataError, load_pairs, read_pairs
 from steerscope.steering.vector import SteeringVector, VectorFileError, VectorMismatchError
 

@@ -6,9 +6,9 @@ from tiny_models import tiny_model
 
 from steerscope.core.generate import generate_text
 from steerscope.evaluate.store import ResultStore
+from steerscope.sae.methods import fit_sae_clamp
 from steerscope.sae.model import SAEConfig, SparseAutoencoder
 from steerscope.sae.saelens import save_saelens
-from steerscope.sae.steer import fit_sae_clamp
 from steerscope.sweep.config import ConfigError
 from steerscope.sweep.datasets import get_task
 from steerscope.sweep.runner import pair_subset, run_sweep

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
+from ..methods import METHODS
 from ._app import MODEL_HELP, _load, app, console, print_side_by_side
 
 vectors_app = typer.Typer(help="Inspect steering-vector files.", no_args_is_help=True)
 app.add_typer(vectors_app, name="vectors")
 
+VECTOR_METHODS = [name for name, spec in METHODS.items() if spec.vector]
 PAIRS_HELP = "built-in set (sentiment, weddings, formality) or a .jsonl / .json (CAA A/B) / .csv file"
 
 
@@ -39,9 +41,9 @@ def extract(
     pairs: str = typer.Option("sentiment", help=PAIRS_HELP),
     split: str = typer.Option("train", help="train, test or all (rows without a split count as train)"),
     n_pairs: int = typer.Option(0, help="use the first N pairs (0: all)"),
-    method: str = typer.Option("mean_diff", help="actadd, mean_diff, pca, probe or random"),
+    method: str = typer.Option("mean_diff", help="a method that makes a vector file: " + ", ".join(VECTOR_METHODS)),
     site: list[str] = typer.Option(["resid_pre.10"], help="site(s) to read; repeat for several"),  # noqa: B008
-    read: str = typer.Option("last", help="last (or answer, for A/B items) or mean over tokens"),
+    read: str = typer.Option("last", help="last (or answer, for A/B items), mean or max over tokens"),
     option: list[str] = typer.Option([], help="method option name=value, e.g. C=0.1 or variant=center"),  # noqa: B008
     batch_size: int = typer.Option(8),
     seed: int = typer.Option(0),
@@ -50,8 +52,16 @@ def extract(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Find a steering vector from contrast pairs and save it (safetensors + metadata)."""
-    from ..steering.methods import fit
+    from ..methods import fit, get_method
     from ..steering.pairs import PairDataError, load_pairs
+
+    try:
+        spec = get_method(method)
+        if not spec.vector:
+            raise ValueError(f"{method} does not make a vector file; methods that do: {', '.join(VECTOR_METHODS)}")
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
     try:
         contrast = load_pairs(pairs, split)
@@ -65,7 +75,7 @@ def extract(
         contrast = contrast[:n_pairs]
     lm = _load(model, dtype, device)
     kwargs = {"batch_size": batch_size, "seed": seed, **_parse_options(option)}
-    if method != "actadd":
+    if spec.reads:  # a method that reads every position (actadd) takes no read
         kwargs["read"] = read
     try:
         with console.status(f"{method} on {len(contrast)} pairs at {', '.join(site)} ..."):

@@ -14,12 +14,10 @@ import torch
 from torch import Tensor
 
 from ..core.corpus import token_sequences
-from ..core.hooks import capture
+from ..core.extract import site_activations, text_vectors
 from ..core.models import LoadedModel
-from ..steering.methods import text_vectors
 from ..steering.pairs import ContrastPair
 from .model import SparseAutoencoder
-from .train import site_activations
 
 FEATURE_READS = ("last", "max")
 
@@ -36,15 +34,9 @@ def text_latents(
         return sae.encode(text_vectors(lm, list(texts), [site], "last", batch_size)[site])
     if read != "max":
         raise ValueError(f"read must be one of {', '.join(FEATURE_READS)}, got {read!r}")
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = lm.tokenize(list(texts[start : start + batch_size]))
-        act = capture(lm, batch, [site])[site]
-        mask = batch["attention_mask"].to(act.device)
-        keep = (mask.cumsum(-1) > 1) & mask.bool()  # real tokens after each text's first
-        f = sae.encode(act.float()) * keep.unsqueeze(-1)
-        out.append(f.amax(1).cpu())
-    return torch.cat(out)
+    # the largest latent value over the tokens after the first, floored at 0 (a one-token text reads 0)
+    peak = text_vectors(lm, list(texts), [site], "max", batch_size, transform=sae.encode, skip_first=True)[site]
+    return peak.clamp_min(0)
 
 
 def auroc(pos: Tensor, neg: Tensor, chunk: int = 512) -> Tensor:

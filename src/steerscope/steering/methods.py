@@ -1,12 +1,16 @@
-"""Direction-finding methods, all under one contract.
+"""Direction-finding methods: functions of the activations they receive, and the model-level methods.
 
-    fit(lm, pairs, sites, read="last", batch_size=8, seed=0, **options) -> SteeringVector
+Pure functions on activations (positive and negative texts' activations, [N, d] each):
+    mean_diff_direction(pos, neg)   pca_direction(pos, neg, variant)   probe_direction(pos, neg, C, seed)
 
-`read` says which activation stands for a text: "last" (its last token; for A/B items this is the
-answer letter, so "answer" is an alias), or "mean" (the mean over its tokens). Extraction is batched,
-reads every site in one pass and stops after the deepest. Methods other than mean_diff and actadd
-return a unit direction scaled to the norm of the mean difference at the same site (so coefficients
-are comparable across methods); `scale="unit"` keeps the unit vector.
+Model-level methods, all with one signature (found by name in the catalogue, steerscope.methods):
+    method(lm, pairs, sites, read="last", batch_size=8, seed=0, **options) -> SteeringVector
+
+`read` says which activation stands for a text (core.extract.text_vectors): "last" (its last token; for
+A/B items this is the answer letter, so "answer" is an alias), "mean" or "max" over its tokens. Extraction
+is batched, reads every site in one pass and stops after the deepest. Methods other than mean_diff and
+actadd return a unit direction scaled to the norm of the mean difference at the same site (so
+coefficients are comparable across methods); `scale="unit"` keeps the unit vector.
 """
 
 from __future__ import annotations
@@ -17,49 +21,76 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.hooks import capture, resolve_sites, run_forward, track_positions
-from ..core.hooks import read as read_hooks
+from ..core.extract import READS, text_vectors
+from ..core.hooks import capture
 from ..core.models import LoadedModel
 from .pairs import ContrastPair, dataset_hash
 from .vector import SteeringVector
 
-READS = ("last", "answer", "mean")
+__all__ = [
+    "READS",
+    "actadd",
+    "mean_diff",
+    "mean_diff_direction",
+    "pca",
+    "pca_direction",
+    "probe",
+    "probe_direction",
+    "random_direction",
+    "text_vectors",
+]
 
 
-def text_vectors(
-    lm: LoadedModel,
-    texts: Sequence[str],
-    sites: Sequence[str],
-    read: str = "last",
-    batch_size: int = 8,
-    sink: Callable[[str, Tensor], None] | None = None,
-) -> dict[str, Tensor] | None:
-    """One activation per text at each site ([N, d] float32), or handed batch by batch to `sink`."""
-    if read not in READS:
-        raise ValueError(f"read must be one of {', '.join(READS)}, got {read!r}")
-    if not texts:
-        raise ValueError("no texts to read activations from")
-    names = [str(s) for s in resolve_sites(lm, sites)]
-    kept: dict[str, list[Tensor]] = {s: [] for s in names}
-    tracker = track_positions(lm)
+# --- methods as functions of activations ----------------------------------------------------------
 
-    def reduce(name: str, act: Tensor) -> None:
-        if read == "mean":
-            real = (~tracker.require().is_pad).to(act.dtype).unsqueeze(-1)
-            vec = (act * real).sum(1) / real.sum(1)
-        else:
-            vec = act[:, -1]  # left padding: the last column is every row's last token
-        vec = vec.float().cpu()
-        (sink(name, vec) if sink is not None else kept[name].append(vec))
 
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = lm.tokenize(list(texts[start : start + batch_size]))
-            with torch.no_grad(), read_hooks(lm, names, reduce=reduce, stop_after_deepest=True):
-                run_forward(lm, batch)
-    finally:
-        tracker.remove()
-    return None if sink is not None else {s: torch.cat(v) for s, v in kept.items()}
+def mean_diff_direction(pos: Tensor, neg: Tensor) -> Tensor:
+    """Mean over pairs of (positive - negative), float64 [d]; row i of `pos` pairs with row i of `neg`."""
+    _same_shape(pos, neg)
+    return (pos.double() - neg.double()).mean(0)
+
+
+def pca_direction(pos: Tensor, neg: Tensor, variant: str = "diff") -> Tensor:
+    """Unit first principal component, float64 [d], signed so that positives project higher.
+
+    "diff": of the centred pair differences (repeng's pca_diff); "center": of each pair's two activations
+    centred on their midpoint.
+    """
+    if variant not in ("diff", "center"):
+        raise ValueError(f"pca variant must be 'diff' or 'center', got {variant!r}")
+    _same_shape(pos, neg)
+    p, n = pos.double().numpy(), neg.double().numpy()
+    if variant == "diff":
+        data = p - n
+        data = data - data.mean(0)
+    else:
+        mid = (p + n) / 2
+        data = np.concatenate([p - mid, n - mid])
+    direction = np.linalg.svd(data, full_matrices=False)[2][0]
+    if ((p - n) @ direction).mean() < 0:
+        direction = -direction
+    return torch.from_numpy(direction)
+
+
+def probe_direction(pos: Tensor, neg: Tensor, C: float = 1.0, seed: int = 0) -> Tensor:
+    """Unit weight vector, float64 [d], of an L2-regularised logistic regression (scikit-learn) separating
+    positives (label 1) from negatives; `C` is the inverse regularisation strength."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = torch.cat([pos, neg]).double().numpy()
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    clf = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(x, y)
+    return torch.from_numpy(clf.coef_[0] / np.linalg.norm(clf.coef_[0]))
+
+
+def _same_shape(pos: Tensor, neg: Tensor) -> None:
+    if pos.shape != neg.shape or pos.dim() != 2 or len(pos) == 0:
+        raise ValueError(
+            f"expected paired activations [N, d] of the same shape, got {tuple(pos.shape)} and {tuple(neg.shape)}"
+        )
+
+
+# --- model-level methods ----------------------------------------------------------------------------
 
 
 def _meta(lm: LoadedModel, method: str, pairs: Sequence[ContrastPair], read: str, options: dict) -> dict:
@@ -139,17 +170,8 @@ def pca(
     pos, neg = _paired(lm, pairs, sites, read, batch_size)
     vectors = {}
     for s in pos:
-        p, n = pos[s].double().numpy(), neg[s].double().numpy()
-        if variant == "diff":
-            data = p - n
-            data = data - data.mean(0)
-        else:
-            mid = (p + n) / 2
-            data = np.concatenate([p - mid, n - mid])
-        direction = np.linalg.svd(data, full_matrices=False)[2][0]
-        if ((p - n) @ direction).mean() < 0:
-            direction = -direction
-        vectors[s] = _scaled(torch.from_numpy(direction), float(np.linalg.norm((p - n).mean(0))), scale)
+        diff_norm = float(np.linalg.norm((pos[s].double().numpy() - neg[s].double().numpy()).mean(0)))
+        vectors[s] = _scaled(pca_direction(pos[s], neg[s], variant), diff_norm, scale)
     return SteeringVector(vectors, _meta(lm, "pca", pairs, read, {"variant": variant, "scale": scale}))
 
 
@@ -165,19 +187,13 @@ def probe(
 ) -> SteeringVector:
     """Weight direction of an L2-regularised logistic regression (scikit-learn) separating positives
     (label 1) from negatives; `C` is the inverse regularisation strength."""
-    from sklearn.linear_model import LogisticRegression
-
     _need_pairs(pairs, "probe", 2)
     _check_scale(scale)
     pos, neg = _paired(lm, pairs, sites, read, batch_size)
     vectors = {}
     for s in pos:
-        x = torch.cat([pos[s], neg[s]]).double().numpy()
-        y = np.r_[np.ones(len(pairs)), np.zeros(len(pairs))]
-        clf = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(x, y)
-        w = clf.coef_[0] / np.linalg.norm(clf.coef_[0])
         diff_norm = float(np.linalg.norm((pos[s] - neg[s]).double().numpy().mean(0)))
-        vectors[s] = _scaled(torch.from_numpy(w), diff_norm, scale)
+        vectors[s] = _scaled(probe_direction(pos[s], neg[s], C, seed), diff_norm, scale)
     return SteeringVector(vectors, _meta(lm, "probe", pairs, read, {"C": C, "scale": scale}))
 
 
@@ -226,39 +242,3 @@ def actadd(
     vectors = {s: (a[0] - a[1]) for s, a in acts.items()}
     meta = _meta(lm, "actadd", pairs, "all positions", {"pad_token": pad_token, "tokens": width})
     return SteeringVector(vectors, meta)
-
-
-def sae_add(
-    lm: LoadedModel,
-    pairs: Sequence[ContrastPair],
-    sites: Sequence[str],
-    read: str = "last",
-    batch_size: int = 8,
-    seed: int = 0,
-    **options,
-) -> SteeringVector:
-    """The decoder row of the SAE latent that best separates the pairs, at the mean-difference norm;
-    needs `sae=<SAE folder>` (see steerscope.sae.steer.fit_sae_add for the options)."""
-    from ..sae.steer import fit_sae_add  # imported on use: the sae package builds on this module
-
-    return fit_sae_add(lm, pairs, sites, read, batch_size, seed, **options)
-
-
-#: name -> fit function, all with the contract in the module docstring
-METHODS: dict[str, Callable[..., SteeringVector]] = {
-    "actadd": actadd,
-    "mean_diff": mean_diff,
-    "pca": pca,
-    "probe": probe,
-    "random": random_direction,
-    "sae_add": sae_add,
-}
-
-
-def fit(method: str, lm: LoadedModel, pairs: Sequence[ContrastPair], sites: Sequence[str], **kwargs) -> SteeringVector:
-    """Run a method by name."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; methods: {', '.join(METHODS)}")
-    if isinstance(sites, str):
-        sites = [sites]
-    return METHODS[method](lm, pairs, list(sites), **kwargs)

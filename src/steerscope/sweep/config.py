@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..core.errors import SteerscopeError
-from ..methods import SAE_METHOD_NAMES, SWEEP_METHODS, sae_site
+from ..methods import METHODS, method_names
 
-BASELINES = ("unsteered", "prompting", "random")
+#: what every method is compared against: no steering, prompting, and the catalogue's controls (random)
+BASELINES = ("unsteered", "prompting", *method_names(control=True))
 
 
 class ConfigError(SteerscopeError, ValueError):
@@ -137,10 +138,13 @@ def parse_config(data: dict, where: str = "config") -> SweepConfig:
 
 
 def _check(c: SweepConfig, where: str) -> None:
-    bad = [m for m in c.methods if m not in SWEEP_METHODS]
+    contenders = method_names(control=False)
+    bad = [m for m in c.methods if m not in contenders]
     if bad:
-        names = ", ".join(SWEEP_METHODS)
-        raise ConfigError(f"{where}: unknown method(s) {bad}; methods: {names} (random is a baseline)")
+        controls = method_names(control=True)
+        names = ", ".join(contenders)
+        role = "is a baseline" if len(controls) == 1 else "are baselines"
+        raise ConfigError(f"{where}: unknown method(s) {bad}; methods: {names} ({', '.join(controls)} {role})")
     bad = [b for b in c.baselines if b not in BASELINES]
     if bad:
         raise ConfigError(f"{where}: unknown baseline(s) {bad}; baselines: {', '.join(BASELINES)}")
@@ -148,17 +152,17 @@ def _check(c: SweepConfig, where: str) -> None:
         raise ConfigError(f"{where}: n_pairs must be positive integers, got {c.n_pairs}")
     if any(not isinstance(x, int | float) or x <= 0 for x in c.coefficients):
         raise ConfigError(f"{where}: coefficients must be positive numbers (0 is the unsteered baseline)")
-    if not isinstance(c.method_options, dict) or set(c.method_options) - set(SWEEP_METHODS):
-        names = ", ".join(SWEEP_METHODS)
-        raise ConfigError(f"{where}: method_options must be a table keyed by method name ({names})")
-    for m in (m for m in c.methods if m in SAE_METHOD_NAMES):
-        options = c.method_options.get(m, {})
+    if not isinstance(c.method_options, dict) or set(c.method_options) - set(contenders):
+        raise ConfigError(f"{where}: method_options must be a table keyed by method name ({', '.join(contenders)})")
+    for m in c.methods:
+        spec, options = METHODS[m], c.method_options.get(m, {})
         try:
-            site = sae_site(options)
+            spec.sites(options, c.sites)
+            spec.check_options(options)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {m}: {exc} (set it in [method_options.{m}])") from exc
-        if site not in c.sites:
-            raise ConfigError(f"{where}: {m}: the SAE at {options['sae']} reads {site}; add it to sites {c.sites}")
+            raise ConfigError(f"{where}: {m}: {exc} (its options go in [method_options.{m}])") from exc
+        if not any(spec.takes(n) for n in c.n_pairs):
+            raise ConfigError(f"{where}: {m} takes {spec.pairs_wanted()}; none of n_pairs {c.n_pairs} fits")
     if c.reference_method not in c.methods:
         raise ConfigError(
             f"{where}: reference_method {c.reference_method!r} is not among the swept methods {c.methods}"

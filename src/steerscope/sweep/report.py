@@ -17,7 +17,7 @@ from pathlib import Path
 from ..core.io import atomic_write_text, write_csv, write_json
 from ..core.runs import slug
 from ..evaluate.store import ResultStore
-from ..methods import COST_METRICS
+from ..methods import COST_METRICS, is_control
 from ..render import html
 from .datasets import get_task
 from .figures import amortized_cost_figure, layer_figure, sample_complexity_figure, tradeoff_figure
@@ -90,9 +90,9 @@ class _Group:
             m: summarize_cells([r for r in self.test if r["method"] == m], self.metrics, self.n_boot)
             for m in BASELINE_METHODS
         }
-        random = [c for c in chosen if c["method"] == "random"]
-        if random:
-            out["random"] = {k: random[0][k] for k in self.metrics if k in random[0]}
+        for control in dict.fromkeys(c["method"] for c in chosen if is_control(c["method"])):
+            first = next(c for c in chosen if c["method"] == control)
+            out[control] = {k: first[k] for k in self.metrics if k in first}
         return {k: v for k, v in out.items() if v}
 
     def matched(self) -> list[dict]:
@@ -196,7 +196,7 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
     label = {"positive": "share of positive completions"}.get(g.effect, g.effect)
     curves = defaultdict(list)
     for c in chosen:
-        if c["method"] != "random":
+        if not is_control(c["method"]):
             curves[c["method"]].append(
                 {
                     "n_pairs": c["n_pairs"],

@@ -8,9 +8,9 @@ n_pairs in turn (so an interrupted sweep holds finished curves for the smaller n
 validation rows only; (4) test cells at each site's chosen coefficient and at the reference method's
 chosen coefficient for the same n (the matched-norm comparison), with side effects on natural text.
 Pair subsets: seed s and n pairs take the first n of numpy default_rng(s).permutation of the train
-pairs (so subsets are nested in n). actadd is defined on one pair (n_pairs 1 only); pca and probe need
-two or more. The random baseline is a random direction with the norm of mean_diff from
-`random_n_pairs` pairs, one direction per seed.
+pairs (so subsets are nested in n). A method is fitted only at the n_pairs its catalogue record takes
+(steerscope.methods: actadd one pair, pca and probe two or more). A control method (random: a random
+direction with the norm of mean_diff) is a baseline, fitted on `random_n_pairs` pairs, one per seed.
 A rerun skips every cell already stored, so an interrupted sweep continues where it stopped.
 """
 
@@ -32,7 +32,7 @@ from ..core.models import LoadedModel, load_model
 from ..core.runs import progress_bar
 from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
 from ..evaluate.store import Cell, ResultStore
-from ..methods import Intervention, at_site, fit_intervention, method_sites
+from ..methods import METHODS, Intervention, at_site, fit_intervention, method_names, method_sites
 from ..steering.pairs import ContrastPair
 from .config import SweepConfig
 from .datasets import ConceptTask, get_task
@@ -59,16 +59,12 @@ def pair_subset(pairs: list[ContrastPair], n: int, seed: int) -> list[ContrastPa
 
 
 def vector_specs(config: SweepConfig) -> list[VectorSpec]:
-    """Every (method, n_pairs, seed) the sweep fits, the random baseline last."""
+    """Every (method, n_pairs, seed) the sweep fits (only the n_pairs a method takes), the controls last."""
     specs = [
-        VectorSpec(m, n, s)
-        for m in config.methods
-        for n in config.n_pairs
-        if not (m == "actadd" and n != 1) and not (m in ("pca", "probe") and n < 2)
-        for s in config.seeds
+        VectorSpec(m, n, s) for m in config.methods for n in config.n_pairs if METHODS[m].takes(n) for s in config.seeds
     ]
-    if "random" in config.baselines:
-        specs += [VectorSpec("random", config.random_pairs, s) for s in config.seeds]
+    for control in (m for m in method_names(control=True) if m in config.baselines):
+        specs += [VectorSpec(control, config.random_pairs, s) for s in config.seeds]
     return specs
 
 
@@ -287,8 +283,8 @@ def fit_summary(spec: VectorSpec, fitted: Intervention, cost: dict[str, float]) 
 
 
 def _by_n_pairs(specs: list[VectorSpec], reference: str) -> list[tuple[int, list[VectorSpec]]]:
-    """Specs grouped by n_pairs (ascending), the reference method first and the random baseline last."""
-    rank = lambda s: (s.method != reference, s.method == "random")  # noqa: E731
+    """Specs grouped by n_pairs (ascending), the reference method first and the controls (random) last."""
+    rank = lambda s: (s.method != reference, METHODS[s.method].control)  # noqa: E731
     groups = sorted({s.n_pairs for s in specs})
     return [(n, sorted((s for s in specs if s.n_pairs == n), key=rank)) for n in groups]
 
