@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from steerscope.core.weights import orthogonalize
 from steerscope.refusal.direction import (
     Candidate,
+    SelectionRule,
     candidate_directions,
     last_logits,
     last_position_kl,
@@ -83,8 +84,10 @@ def test_split_validation():
         split_validation(list("ab"), 2)
 
 
-def _select(lm, directions, **kw):
-    return select_direction(lm, directions, HARMFUL, HARMLESS, batch_size=3, **kw)
+def _select(lm, directions, on_candidate=None, scored=None, **rule):
+    return select_direction(
+        lm, directions, HARMFUL, HARMLESS, SelectionRule(**rule), batch_size=3, on_candidate=on_candidate, scored=scored
+    )
 
 
 def test_selection_applies_the_rule_and_scores_match_baked_weights(monkeypatch):

@@ -165,26 +165,40 @@ def _swept_positions(n_positions: int, last_positions: int | None) -> int:
     return last_positions
 
 
+@dataclass(frozen=True)
+class SelectionRule:
+    """The selection thresholds and the sweep's thinning (see the module doc).
+
+    `induce_min`: a number, or "baseline" (the harmless prompts' own refusal score); `layer_step` and
+    `last_positions` thin the sweep for large models (every k-th layer; only the last few positions).
+    """
+
+    kl_max: float = 0.1
+    max_layer_frac: float = 0.8
+    induce_min: float | str = 0.0
+    layer_step: int = 1
+    last_positions: int | None = None
+
+
 def select_direction(
     lm: LoadedModel,
     directions: Tensor,
     val_harmful: Sequence[str],
     val_harmless: Sequence[str],
-    kl_max: float = 0.1,
-    max_layer_frac: float = 0.8,
-    induce_min: float | str = 0.0,
-    layer_step: int = 1,
-    last_positions: int | None = None,
+    rule: SelectionRule | None = None,
+    *,
     batch_size: int = 16,
     on_candidate: Callable[[Candidate], None] | None = None,
     scored: dict[tuple[int, int], Candidate] | None = None,
 ) -> Selection:
-    """Score every candidate below the layer cut-off and choose one by the rule in the module doc.
+    """Score every candidate below the layer cut-off and choose one by `rule` (the module doc).
 
     `scored` holds candidates already scored by an interrupted run (keyed by (position, layer)); they are
-    not recomputed. `on_candidate` gets each newly scored candidate (to checkpoint it). `layer_step` and
-    `last_positions` thin the sweep for large models (every k-th layer; only the last few positions).
+    not recomputed. `on_candidate` gets each newly scored candidate (to checkpoint it).
     """
+    rule = rule or SelectionRule()
+    kl_max, max_layer_frac, induce_min = rule.kl_max, rule.max_layer_frac, rule.induce_min
+    layer_step, last_positions = rule.layer_step, rule.last_positions
     scored = scored or {}
     tokens = refusal_token_ids(lm)
     n_pos = directions.shape[0]

@@ -1,7 +1,8 @@
 """Runner for `steerscope refusal`: find the refusal direction, check ablation and addition, export the model.
 
-Steps (each result lands in `<out>.partial/` and the folder moves into place when complete; candidate
-scores are checkpointed one by one, so an interrupted selection resumes where it stopped):
+Steps (each result lands in `<out>.partial/` and the folder moves into place when complete, core.runs.RunFolder;
+candidate scores are checkpointed one by one, so an interrupted selection resumes where it stopped when the
+settings they depend on (RefusalRun.config) are equal, and is refused naming the ones that differ otherwise):
 1. candidates from the built-in train instructions (minus a validation tail), chat-formatted;
 2. selection on the validation prompts (rule in steerscope.refusal_direction);
 3. greedy completions of the held-out test instructions: harmful without and with inference-time ablation,
@@ -13,11 +14,12 @@ scores are checkpointed one by one, so an interrupted selection resumes where it
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ from ..core.generate import generate_text
 from ..core.hooks import add, project_out
 from ..core.io import atomic_write_bytes, write_csv, write_json
 from ..core.models import LoadedModel, load_model
-from ..core.runs import OutputFolder, model_info, progress_bar
+from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar
 from ..core.weights import OrthogonalizationError, export, orthogonalize
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.stats import bootstrap_mean_ci
@@ -41,6 +43,7 @@ from ..steering.vector import SteeringVector
 from . import figures
 from .direction import (
     Candidate,
+    SelectionRule,
     candidate_directions,
     n_scored,
     post_instruction_tokens,
@@ -72,15 +75,26 @@ class RefusalRun:
     overwrite: bool = False
     dtype: str = "float32"
     device: str = "cpu"
+    restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
 
     def config(self) -> dict:
-        """What candidate directions and their scores depend on (thresholds and sweep thinning do not: a rerun
-        with other thresholds or a denser sweep reuses every score already computed)."""
+        """What candidate directions and their scores depend on: the run folder's settings record (thresholds
+        and sweep thinning are not in it: a rerun with other thresholds or a denser sweep reuses every score
+        already computed; completions and text effects are never cached)."""
         keep = ("model", "n_val", "n_fit", "dtype")
         return {k: v for k, v in asdict(self).items() if k in keep} | {"version": __version__}
 
+    def rule(self) -> SelectionRule:
+        return SelectionRule(
+            kl_max=self.kl_max,
+            max_layer_frac=self.max_layer_frac,
+            induce_min=self.induce_min,
+            layer_step=self.layer_step,
+            last_positions=self.last_positions,
+        )
 
-def _candidates(lm: LoadedModel, run: RefusalRun, folder: OutputFolder, progress) -> tuple[torch.Tensor, list, list]:
+
+def _candidates(lm: LoadedModel, run: RefusalRun, folder: RunFolder, progress) -> tuple[torch.Tensor, list, list]:
     """Candidate directions (cached in the partial folder) and the validation prompts."""
     harmful_fit, harmful_val = split_validation(chat_prompts(lm, load_instructions("harmful", "train")), run.n_val)
     harmless_fit, harmless_val = split_validation(chat_prompts(lm, load_instructions("harmless", "train")), run.n_val)
@@ -91,9 +105,9 @@ def _candidates(lm: LoadedModel, run: RefusalRun, folder: OutputFolder, progress
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as fh:
-            same = (fh.metadata() or {}).get("config") == cfg
-        if same:
-            return load_file(str(path))["directions"], harmful_val, harmless_val
+            stored = json.loads((fh.metadata() or {}).get("config", "{}"))
+        check_settings(stored, run.config(), path, "pass --restart to start over")
+        return load_file(str(path))["directions"], harmful_val, harmless_val
     n_pos = len(post_instruction_tokens(lm))
     batches = -(-len(harmful_fit) // run.batch_size) + -(-len(harmless_fit) // run.batch_size)
     task = progress.add_task("candidate directions", total=batches)
@@ -104,11 +118,10 @@ def _candidates(lm: LoadedModel, run: RefusalRun, folder: OutputFolder, progress
     return directions, harmful_val, harmless_val
 
 
-def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: OutputFolder, progress):
+def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: RunFolder, progress):
     ckpt = folder.path("selection-checkpoint.json")
-    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {}
-    if state.get("config") != run.config():
-        state = {"config": run.config(), "scored": []}
+    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {"config": run.config(), "scored": []}
+    check_settings(state.get("config"), run.config(), ckpt, "pass --restart to start over")
     scored = {(c["position"], c["layer"]): Candidate(**c) for c in state["scored"]}
     total = n_scored(directions.shape[0], lm.n_layers, run.max_layer_frac, run.layer_step, run.last_positions)
     task = progress.add_task("scoring candidates", total=total, completed=len(scored))
@@ -123,14 +136,10 @@ def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: 
         directions,
         harmful_val,
         harmless_val,
-        run.kl_max,
-        run.max_layer_frac,
-        run.induce_min,
-        run.layer_step,
-        run.last_positions,
-        run.batch_size,
-        checkpoint,
-        scored,
+        run.rule(),
+        batch_size=run.batch_size,
+        on_candidate=checkpoint,
+        scored=scored,
     )
 
 
@@ -175,11 +184,16 @@ def _text_effects(probe: SideEffectProbe, intervention: Intervention = nullconte
     return {k: {"mean": float(np.mean(v)), "ci": list(bootstrap_mean_ci(v))} for k, v in per_seq.items()}
 
 
-def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, dict]:
-    """The whole study for one model; returns the result folder and the summary."""
+def run_refusal(run: RefusalRun, console: Console | None = None, lm: LoadedModel | None = None) -> tuple[Path, dict]:
+    """The whole study for one model; returns the result folder and the summary.
+
+    `lm`: the already loaded model `run.model` names (loaded from the spec when None); it is left unedited
+    (the export edits a copy).
+    """
     console = console or Console()
-    folder = OutputFolder(run.out, run.overwrite)
-    lm = load_model(run.model, dtype=run.dtype, device=run.device)
+    folder = RunFolder(run.out, run.config(), run.overwrite, run.restart)
+    lent = lm is not None
+    lm = lm if lent else load_model(run.model, dtype=run.dtype, device=run.device)
     info = model_info(lm, run.model)  # before the export edits the weights (and the fingerprint)
     console.print(f"[bold]{run.model}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
     harmful_test = chat_prompts(lm, load_instructions("harmful", "test")[: run.n_test])
@@ -233,11 +247,21 @@ def run_refusal(run: RefusalRun, console: Console | None = None) -> tuple[Path, 
             "addition": _text_effects(probe, induce),
         }
         exported = _export_and_measure(
-            lm, r, run, folder, harmful_test, harmless_test, probe, completions, text, console
+            replace(lm, model=copy.deepcopy(lm.model)) if lent else lm,
+            r,
+            run,
+            folder,
+            harmful_test,
+            harmless_test,
+            probe,
+            completions,
+            text,
+            console,
         )
     summary = {
         **info,
         "steerscope": __version__,
+        "versions": package_versions(),
         "config": asdict(run) | {"out": str(run.out)},
         "chosen": asdict(chosen),
         "selection": {"baseline": selection.baseline, **selection.rule},
@@ -276,7 +300,7 @@ def _export_and_measure(lm, r, run, folder, harmful_test, harmless_test, probe, 
     return {"done": True, "folder": "model", **record}
 
 
-def _write_page(folder: OutputFolder, summary: dict, completions: dict, harmful_test, harmless_test) -> None:
+def _write_page(folder: RunFolder, summary: dict, completions: dict, harmful_test, harmless_test) -> None:
     rows = [{"condition": name, **{k: v for k, v in rate.items()}} for name, rate in summary["refusal"].items()]
     text_rows = [
         {
