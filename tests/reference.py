@@ -111,7 +111,7 @@ def _readout(lm, final):
 
 
 def slow_horizon_logits(lm, ids, k, variant):
-    """The horizon recomputed one sublayer at a time from the cached clean outputs (MISSION.md)."""
+    """The horizon recomputed one sublayer at a time from the cached clean outputs."""
     e, clean, calls = clean_outputs(lm, ids)
     L, parallel = lm.n_layers, lm.adapter.parallel
     mean_e = e[:, 1:].mean((0, 1))

@@ -1,4 +1,5 @@
-"""The import direction of DESIGN.md's layers: data flows down, nothing imports upward, no experiment imports another.
+"""The import direction of the layers (README, "Where the code lives"): data flows down, nothing imports upward,
+no experiment imports another.
 
 Every import statement in the package is read with `ast` (imports inside functions too, so a lazy import
 cannot hide an upward edge) and resolved to the top-level part of steerscope it reaches.

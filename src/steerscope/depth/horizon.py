@@ -1,6 +1,6 @@
 """The effective layer horizon: does a sublayer need the whole residual stream, or only the last k layers?
 
-Definition (shared/MISSION.md). Let e be the embedding and o_s what sublayer s adds to the stream.
+Definition. Let e be the embedding and o_s what sublayer s adds to the stream.
 For horizon k, every sublayer s of every layer n >= K (K = k unless `enforce_from` is set) gets as
 its residual input the truncated stream: the sum of the outputs of the sublayers that precede s within
 layers max(0, n-k) .. n. Other layers are untouched; the final residual is e plus every sublayer's
@@ -34,7 +34,7 @@ POSITION0 = ("patch", "keep")
 
 @dataclass(frozen=True)
 class HorizonVariant:
-    """Which horizon is measured. The defaults are MISSION.md's clean-sourced horizon.
+    """Which horizon is measured. The defaults are the clean-sourced horizon.
 
     source: "clean" (window sums of the clean run's outputs) or "propagated" (of the patched run's
         own outputs, so errors compound: a sliding-window residual stream).
