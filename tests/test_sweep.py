@@ -107,7 +107,7 @@ def test_crash_mid_sweep_then_rerun_gives_each_row_exactly_once(tmp_path, lm):
     script = HARD_KILL.format(tests=str(Path(__file__).parent), data=str(tmp_path), out=str(tmp_path / "crashy"), k=5)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert killed.returncode == 9, killed.stderr[-2000:]
-    assert len(_cells(tmp_path / "crashy" / STORE_NAME)[0]) > 0
+    assert len(_cells(tmp_path / "crashy.partial" / STORE_NAME)[0]) > 0  # unfinished: in the partial folder
     resumed_cells = []
     run_sweep(config, tmp_path / "crashy", models={"tiny": lm}, on_cell=resumed_cells.append)
     got = sorted((r["cell"], r["metric"]) for r in _cells(tmp_path / "crashy" / STORE_NAME)[1])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import SteerscopeError
+from ..core.runs import RunSettingsError, check_settings
 from .stats import bootstrap_mean_ci
 
 CELL_FIELDS = ("model", "method", "site", "coefficient", "n_pairs", "seed", "dataset", "split")
@@ -30,8 +30,7 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT);
 """
 
 
-class SettingsMismatchError(SteerscopeError, ValueError):
-    """A store written with other settings than the sweep that wants to resume it."""
+SettingsMismatchError = RunSettingsError  # a store written with other settings than the sweep that resumes it
 
 
 @dataclass(frozen=True)
@@ -91,13 +90,8 @@ class ResultStore:
             with self.conn:
                 self.conn.executemany("INSERT INTO settings VALUES (?, ?)", new.items())
             return
-        changed = [k for k in sorted(set(rows) | set(new)) if rows.get(k) != new.get(k)]
-        if changed:
-            detail = "; ".join(f"{k}: stored {rows.get(k)} vs now {new.get(k)}" for k in changed)
-            raise SettingsMismatchError(
-                f"{self.path} holds results made with other settings ({detail}); use another output folder, "
-                "or restore the old settings to resume"
-            )
+        stored = {k: json.loads(v) for k, v in rows.items()}
+        check_settings(stored, dict(settings), self.path, "pass --restart to start over, or restore the old settings")
 
     def settings(self) -> dict:
         return {k: json.loads(v) for k, v in self.conn.execute("SELECT name, value FROM settings")}

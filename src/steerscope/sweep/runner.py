@@ -11,7 +11,8 @@ Pair subsets: seed s and n pairs take the first n of numpy default_rng(s).permut
 pairs (so subsets are nested in n). A method is fitted only at the n_pairs its catalogue record takes
 (steerscope.methods: actadd one pair, pca and probe two or more). A control method (random: a random
 direction with the norm of mean_diff) is a baseline, fitted on `random_n_pairs` pairs, one per seed.
-A rerun skips every cell already stored, so an interrupted sweep continues where it stopped.
+A rerun skips every cell already stored, so an interrupted sweep continues where it stopped (in `<out>.partial/`,
+with the same settings; core.runs.RunFolder).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rich.progress import Progress
 from ..core.generate import generate_text
 from ..core.io import write_json
 from ..core.models import LoadedModel, load_model
-from ..core.runs import progress_bar
+from ..core.runs import RunFolder, model_info, package_versions, progress_bar
 from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
 from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, Intervention, at_site, fit_intervention, method_names, method_sites
@@ -40,6 +41,7 @@ from .protocol import select
 
 STORE_NAME = "results.sqlite"
 FITS_NAME = "fits.json"
+PROVENANCE_NAME = "provenance.json"
 NO_SITE = "-"
 
 
@@ -85,16 +87,25 @@ class SweepRunner:
         console: Console | None = None,
         on_cell: Callable[[Cell], None] | None = None,
         models: dict[str, LoadedModel] | None = None,
+        lm: LoadedModel | None = None,
+        overwrite: bool = False,
+        restart: bool = False,
     ):
         self.config = config
-        self.out = Path(out)
         self.console = console or Console()
         self.on_cell = on_cell
-        self.preloaded = models or {}
-        self.store = ResultStore(self.out / STORE_NAME, n_boot=config.n_boot)
+        self.preloaded = dict(models or {})
+        if lm is not None:
+            if len(config.models) != 1:
+                raise ValueError(f"a loaded model stands for one model spec, but the sweep names {len(config.models)}")
+            self.preloaded[config.models[0]] = lm
         tasks = {name: get_task(name, config.custom_datasets) for name in config.datasets}
         defined = {name: {**asdict(t), "split_prompts": t.split_prompts()} for name, t in tasks.items()}
-        self.store.check_settings({**config.settings(), "datasets": defined})
+        settings = {**config.settings(), "datasets": defined}
+        self.folder = RunFolder(out, settings, overwrite, restart)
+        self.out = self.folder.path()  # the partial folder until the sweep is complete
+        self.store = ResultStore(self.out / STORE_NAME, n_boot=config.n_boot)
+        self.store.check_settings(settings)
         write_json(self.out / "config.json", asdict(config))
         self.done = self.store.done()
         self.selections: dict[str, dict] = {}
@@ -169,12 +180,20 @@ class SweepRunner:
             self.task_id = progress.add_task("sweep", total=self.planned_cells(), completed=len(self.done))
             for model in self.config.models:
                 lm = self.preloaded.get(model) or load_model(model, dtype=self.config.dtype, device=self.config.device)
+                self._record_provenance(model, lm)
                 probe = self._side_effect_probe(lm)
                 for dataset in self.config.datasets:
                     self._run_dataset(model, lm, get_task(dataset, self.config.custom_datasets), probe)
         self.progress = None
         self.store.close()
-        return self.out / STORE_NAME
+        return self.folder.commit() / STORE_NAME
+
+    def _record_provenance(self, model: str, lm: LoadedModel) -> None:
+        """Which model each spec loaded and the package versions, in provenance.json."""
+        path = self.out / PROVENANCE_NAME
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"models": {}}
+        record["models"][model] = model_info(lm, model)
+        write_json(path, {**record, "versions": package_versions()})
 
     progress: Progress | None = None
     task_id: int = 0
@@ -305,5 +324,9 @@ def _choices_json(choices: dict) -> dict:
 
 
 def run_sweep(config: SweepConfig, out: str | Path, **kwargs) -> Path:
-    """Run or resume a sweep into the folder `out` (results.sqlite, config.json, selection.json)."""
+    """Run or resume a sweep into the run folder `out` (results.sqlite, config.json, selection.json, fits.json,
+    provenance.json); returns the store's path. It is written in `<out>.partial/` (core.runs.RunFolder): an
+    interrupted sweep resumes there with equal settings and is refused, naming the ones that differ, otherwise.
+    kwargs: console, on_cell, models (spec -> loaded model), lm (the loaded model of a one-model sweep),
+    overwrite (replace a finished `out`), restart (discard an unfinished run)."""
     return SweepRunner(config, out, **kwargs).run()
