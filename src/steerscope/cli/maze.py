@@ -20,9 +20,9 @@ POLICY_HELP = "a checkpoint folder from `steerscope maze train`, or a procgen ma
 
 @maze_app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="checkpoint folder (an unfinished run there is resumed)")] = Path(
-        "runs/maze/policy"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="checkpoint folder (an unfinished run, kept in OUT.partial, is resumed)")
+    ] = Path("runs/maze/policy"),
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 4500,
     n_mazes: Annotated[int, typer.Option(help="training mazes (every open square of each is a demonstration)")] = 5000,
     batch_size: Annotated[int, typer.Option()] = 256,
@@ -41,7 +41,7 @@ def train(
     cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_mazes=eval_mazes)
     try:
         result = run_training(out, cfg)
-    except ValueError as exc:
+    except (ValueError, FileExistsError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     console.print(
@@ -72,38 +72,25 @@ def cheese_vector(
     import torch
 
     torch.set_num_threads(threads)
-    from ..core.io import write_csv, write_json
-    from ..core.runs import OutputFolder
     from ..core.sites import SiteError
-    from ..maze.cheese import VARIANTS, cheese_experiment, cheese_vectors, decision_mazes
-    from ..maze.figures import histogram_figure, vector_field_figure
-    from ..maze.impala import load_any_policy
     from ..maze.policy import CheckpointError
+    from ..maze.run import CheeseRun, run_cheese
 
+    run = CheeseRun(
+        policy=policy,
+        out=out,
+        site=site,
+        coefficient=coefficient,
+        n_mazes=n_mazes,
+        seed=seed,
+        vector_mouse=vector_mouse,
+        figures=figures,
+        overwrite=overwrite,
+    )
     try:
-        net, meta = load_any_policy(policy)
-        folder = OutputFolder(out, overwrite)
-        with console.status(f"measuring P(cheese | decision square) on {n_mazes} test mazes ..."):
-            result = cheese_experiment(net, n_mazes, seed, site, coefficient, vector_mouse)
+        final, summary = run_cheese(run, console)
     except (CheckpointError, SiteError, ValueError, FileExistsError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    summary = result.summary()
-    write_json(folder.path("results.json"), {**result.to_dict(), "policy": str(policy), "policy_meta": meta})
-    rows = [
-        {"seed": s, "variant": v, "p_cheese": result.p_cheese[v][i], "p_corner": result.p_corner[v][i]}
-        for v in VARIANTS
-        for i, s in enumerate(result.seeds)
-    ]
-    write_csv(folder.path("p_cheese.csv"), rows)
-    histogram_figure(result, folder.path("p_cheese_histogram.png"))
-    if figures > 0:
-        with console.status("drawing vector fields ..."):
-            items = decision_mazes(figures, seed)
-            source = [d.maze if vector_mouse == "start" else d.maze.with_mouse(d.decision.square) for d in items]
-            vectors = cheese_vectors(net, source, site)
-            cases = [(d.maze, d.decision, v) for d, v in zip(items, vectors, strict=True)]
-            vector_field_figure(net, cases, site, coefficient, folder.path("vector_fields.png"))
-    final = folder.commit()
-    console.print(json.dumps({k: v for k, v in summary.items()}, indent=1))
+    console.print(json.dumps(summary, indent=1))
     console.print(f"results, histogram and vector fields in {final}")
