@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .models import LoadedModel
+from .sites import parse_site
 
 
 def blocks_before(lm: LoadedModel, site: str) -> int:
     """How many blocks run before `site` is read: L for resid_pre.L, L + 1 for anything else in block L;
     all of them for a site without a layer number."""
-    kind, _, layer = str(site).rpartition(".")
-    if not layer.isdigit():
+    parsed = parse_site(site, lm.n_layers, lm.adapter.parallel)
+    if parsed.layer is None:
         return lm.n_layers
-    return int(layer) + (0 if kind == "resid_pre" else 1)
+    return parsed.layer + (0 if parsed.kind == "resid_pre" else 1)
 
 
 def forward_flops(lm: LoadedModel, sites: Iterable[str], tokens: int) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.ticker
 import numpy as np
 
+from ..core.sites import SiteError, split_site
 from ..render.figures import plt, save_figure
 
 METHOD_COLORS = ["C0", "C1", "C2", "C3", "C5", "C6", "C8", "C9"]  # C4 and C7 belong to baselines
@@ -139,5 +140,9 @@ def _color(i: int) -> str:
 
 
 def _site_order(site: str) -> tuple[int, str]:
-    head, _, tail = site.rpartition(".")
-    return (int(tail), head) if tail.isdigit() else (10**6, site)
+    """Sites by layer, then kind; anything without a layer (embed, final, module paths) last."""
+    try:
+        parsed = split_site(site)
+    except SiteError:
+        return (10**6, site)
+    return (parsed.layer, parsed.kind) if parsed.layer is not None else (10**6, site)
