@@ -1,38 +1,72 @@
-"""steerscope: activation engineering and depth analysis for neural networks."""
+"""steerscope: activation engineering and depth analysis for neural networks.
+
+`import steerscope as ss` is enough: load a model, read and edit its sites, fit any method of the
+catalogue (`ss.fit(name, lm, pairs, sites)`, `ss.METHODS`) and apply what it returns.
+"""
 
 from ._version import __version__
 from .core.adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
-from .core.hooks import (
-    ActivationCache,
-    add,
-    capture,
-    edit,
-    mean_activations,
-    project_out,
-    read,
-    replace,
-    residual_write_sites,
-)
+from .core.errors import SteerscopeError
+from .core.extract import mean_activations, text_vectors
+from .core.hooks import ActivationCache, add, capture, edit, project_out, read, replace, residual_write_sites
 from .core.models import LoadedModel, ModelLoadError, load_model
+from .core.runs import OutputExistsError, RunSettingsError
 from .core.sites import Site, SiteError, parse_site
+from .core.weights import OrthogonalizationError
+from .evaluate.store import SettingsMismatchError
+from .maze.policy import CheckpointError
+from .methods import METHODS, MethodError, MethodSpec, fit, method_names
+from .refusal.run import NoDirectionError
+from .sae.model import SparseAutoencoder
+from .sae.saelens import SAEFileError, load_saelens
+from .sae.steer import SAEClamp
+from .steering.contract import Intervention
+from .steering.pairs import ContrastPair, PairDataError, load_pairs
+from .steering.vector import SteeringVector, VectorFileError, VectorMismatchError
+from .sweep.config import ConfigError
 
 __all__ = [
-    "ActivationCache",
-    "LoadedModel",
-    "ModelLoadError",
+    "METHODS",
     "SUPPORTED_MODEL_TYPES",
+    "ActivationCache",
+    "CheckpointError",
+    "ConfigError",
+    "ContrastPair",
+    "Intervention",
+    "LoadedModel",
+    "MethodError",
+    "MethodSpec",
+    "ModelLoadError",
+    "NoDirectionError",
+    "OrthogonalizationError",
+    "OutputExistsError",
+    "PairDataError",
+    "RunSettingsError",
+    "SAEClamp",
+    "SAEFileError",
+    "SettingsMismatchError",
     "Site",
     "SiteError",
+    "SparseAutoencoder",
+    "SteerscopeError",
+    "SteeringVector",
     "UnsupportedArchitectureError",
+    "VectorFileError",
+    "VectorMismatchError",
     "__version__",
     "add",
     "capture",
     "edit",
+    "fit",
     "load_model",
+    "load_pairs",
+    "load_saelens",
     "mean_activations",
+    "method_names",
     "parse_site",
     "project_out",
     "read",
     "replace",
     "residual_write_sites",
+    "text_vectors",
 ]

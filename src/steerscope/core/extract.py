@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .hooks import SiteSpec, capture, resolve_sites, run_forward, track_positions
+from .forward import run_forward
+from .hooks import SiteSpec, capture, resolve_sites, track_positions
 from .hooks import read as read_hooks
 from .models import LoadedModel
 

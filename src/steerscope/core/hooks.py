@@ -17,7 +17,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
-from .forward import run_forward
+from .forward import run_forward  # noqa: F401  (re-exported: callers import it from here)
 from .locate import SiteLocator, locator_for
 from .models import LoadedModel
 from .positions import PositionState, PositionTracker, position_weights, validate_positions
@@ -185,58 +185,6 @@ def capture(
     return dict(cache)
 
 
-def mean_activations(
-    lm: LoadedModel,
-    texts: list[str],
-    sites: SiteSpec | Iterable[SiteSpec],
-    positions: str = "all",
-    batch_size: int = 8,
-    skip_first: bool = False,
-) -> dict[str, Tensor]:
-    """Running float64 mean of activations over tokens (or the last token of each text).
-
-    `positions`: "all" (every real token) or "last" (each text's last token). Padding is never
-    counted; `skip_first` also drops position 0 (a BOS outlier). Nothing but the sums is kept.
-    """
-    if positions not in ("all", "last"):
-        raise ValueError(f"positions must be 'all' or 'last', got {positions!r}")
-    if not texts:
-        raise ValueError("got an empty list of texts; pass at least one")
-    parsed = resolve_sites(lm, sites)
-    sums = {str(s): torch.zeros(lm.d_model, dtype=torch.float64) for s in parsed}
-    counts = dict.fromkeys(sums, 0)
-    tracker = track_positions(lm)
-    weights: Tensor | None = None
-
-    def reduce(name: str, act: Tensor) -> None:
-        nonlocal weights
-        if weights is None:
-            state = tracker.require()
-            if positions == "last":
-                weights = torch.zeros_like(state.is_pad)
-                weights[:, -1] = True
-            else:
-                weights = ~state.is_pad
-                if skip_first:
-                    weights = weights & (state.index > 0)
-        sel = act[weights.to(act.device)]
-        sums[name] += sel.to(torch.float64).sum(0).cpu()
-        counts[name] += sel.shape[0]
-
-    try:
-        for start in range(0, len(texts), batch_size):
-            weights = None
-            batch = lm.tokenize(texts[start : start + batch_size])
-            with torch.no_grad(), read(lm, parsed, reduce=reduce, stop_after_deepest=True):
-                run_forward(lm, batch)
-    finally:
-        tracker.remove()
-    for name, n in counts.items():
-        if n == 0:
-            raise ValueError(f"no tokens were selected at {name}; check the texts and positions")
-    return {name: sums[name] / counts[name] for name in sums}
-
-
 # --- edits ---------------------------------------------------------------------------------------
 
 
@@ -402,3 +350,12 @@ def project_out(lm: Model, direction: Tensor, sites: SiteSpec | Iterable[SiteSpe
 
     with edit(where, dict.fromkeys(names, remove)):
         yield
+
+
+def __getattr__(name: str):
+    """`mean_activations` moved to core.extract; it is still importable from here (lazily: extract imports hooks)."""
+    if name == "mean_activations":
+        from .extract import mean_activations
+
+        return mean_activations
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
