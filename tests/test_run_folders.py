@@ -5,6 +5,7 @@ is refused naming the setting that differs otherwise, and restart starts it over
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -243,7 +244,35 @@ def _demo_case(monkeypatch):
     return Case(run, lambda mp: state.update(fail=True), work, "coefficient")
 
 
-RUNNERS = ["norms", "horizon", "sweep", "demo", "sae_train", "maze_train", "maze_cheese"]
+def _refusal_case(tmp_path, monkeypatch):
+    from test_refusal_direction import _tiny_with_real_tokenizer
+
+    from steerscope.refusal import run as refusal_run
+
+    _tiny_with_real_tokenizer(tmp_path / "chat")
+    lm = refusal_run.load_model(str(tmp_path / "chat"))
+    work = _counter(monkeypatch, refusal_run, "candidate_directions")
+
+    def run(out, changed=False, overwrite=False, restart=False):
+        spec = refusal_run.RefusalRun(model=str(tmp_path / "chat"), out=out, n_val=7 if changed else 8, n_fit=16,
+                                      kl_max=math.inf, induce_min=-math.inf, max_new_tokens=1,
+                                      n_test=1, text_n=2, text_len=16, export_model=False, overwrite=overwrite,
+                                      restart=restart)  # fmt: skip
+        return refusal_run.run_refusal(spec, lm=lm)
+
+    return Case(run, lambda mp: _fail(mp, refusal_run, "_write_page"), work, "n_val")
+
+
+RUNNERS = [
+    "norms",
+    "horizon",
+    pytest.param("refusal", marks=pytest.mark.embedded),
+    "sweep",
+    "demo",
+    "sae_train",
+    "maze_train",
+    "maze_cheese",
+]
 
 
 @pytest.fixture
@@ -252,6 +281,7 @@ def case(request, tiny_folder, tmp_path, monkeypatch):
     if name in ("norms", "horizon"):
         return _depth_case(name, tiny_folder, monkeypatch)
     return {
+        "refusal": lambda: _refusal_case(tmp_path, monkeypatch),
         "sweep": lambda: _sweep_case(tmp_path, monkeypatch),
         "demo": lambda: _demo_case(monkeypatch),
         "sae_train": lambda: _sae_case(tiny_folder, monkeypatch),
