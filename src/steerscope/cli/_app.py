@@ -1,86 +1,153 @@
-"""The Typer app, its console and the helpers every command module shares."""
+"""The Typer app, its one error boundary, its console, and the option types and helpers every command shares."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Activation engineering and depth analysis.")
+from ..core.errors import SteerscopeError
+
+# Expected failures: steerscope's own errors and bad input (a path that is not there, or already there, or not
+# readable; a value out of range). They print one line and exit 2; anything else is a bug and shows its traceback.
+EXPECTED_ERRORS = (
+    SteerscopeError,
+    FileExistsError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+)
+BAD_INPUT_EXIT = 2
+INTERRUPTED_EXIT = 130
+INTERRUPTED = "interrupted; finished work is kept: rerun the same command to resume where it stopped"
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line shown for an expected failure: its message, with OS errors naming the path."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror and len(exc.args) <= 2:
+        text = f"{exc.strerror}: {exc.filename}"  # [Errno 2] ... from the OS itself: say which path, plainly
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class Boundary(TyperGroup):
+    """The app's root group: every command and sub-command runs inside its `invoke`, the one error boundary."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as exc:
+            click.echo(f"error: {error_line(exc)}", err=True)  # plain text: no markup eats "[brackets]"
+            raise typer.Exit(BAD_INPUT_EXIT) from exc
+        except KeyboardInterrupt:
+            click.echo(INTERRUPTED, err=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+app = typer.Typer(
+    cls=Boundary,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Activation engineering and depth analysis.",
+)
 console = Console()
 
 MODEL_HELP = "'default' (SmolLM2-135M-Instruct), a Hugging Face id, a local model folder or a .gguf file"
 
+# Option types shared by the commands (each command sets its own default).
+Model = Annotated[str, typer.Argument(help=MODEL_HELP)]
+ModelOption = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
+Out = Annotated[Path, typer.Option(help="output folder (an existing one is refused unless --overwrite)")]
+OutFile = Annotated[Path, typer.Option(help="output file (an existing one is refused unless --overwrite)")]
+Overwrite = Annotated[bool, typer.Option(help="replace an existing output, only once the new one is complete")]
+Restart = Annotated[
+    bool, typer.Option(help="start over instead of resuming an unfinished run (needed when its settings differ)")
+]
+Dtype = Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")]
+Device = Annotated[str, typer.Option(help="cpu, cuda, ...")]
+BatchSize = Annotated[int, typer.Option(help="sequences per forward pass")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+Threads = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")]
+MaxNewTokens = Annotated[int, typer.Option(help="tokens generated per completion")]
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing output file unless --overwrite was given."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or choose another --out")
+
+
+def set_threads(threads: int) -> None:
+    """torch CPU threads for this process (0 keeps torch's default)."""
+    if threads < 0:
+        raise ValueError(f"--threads must be 0 (torch's default) or more, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
 
 def _load(model: str, dtype: str, device: str):
-    from ..core.models import ModelLoadError, load_model
+    from ..core.models import load_model
 
     start = time.perf_counter()
     with console.status(f"loading {model} ..."):
-        try:
-            lm = load_model(model, dtype=dtype, device=device)
-        except (ModelLoadError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+        lm = load_model(model, dtype=dtype, device=device)
     console.print(f"loaded [bold]{lm.name}[/bold] in {time.perf_counter() - start:.1f}s from {lm.source}")
     return lm
 
 
 @app.command()
-def info(
-    model: str = typer.Argument("default", help=MODEL_HELP),
-    dtype: str = typer.Option("float32", help="float32, bfloat16, float16 or auto"),
-    device: str = typer.Option("cpu"),
-) -> None:
+def info(model: Model = "default", dtype: Dtype = "float32", device: Device = "cpu") -> None:
     """Print a model's family, size and site names."""
-    lm = _load(model, dtype, device)
+    from ..core.models import model_summary
+
+    summary = model_summary(_load(model, dtype, device))
     table = Table(show_header=False)
-    for key, value in [
-        ("family", lm.adapter.describe()),
-        ("layers", lm.n_layers),
-        ("d_model", lm.d_model),
-        ("parameters", f"{lm.n_params():,}"),
-        ("dtype", str(lm.dtype).removeprefix("torch.")),
-        ("fingerprint", lm.fingerprint()),
-    ]:
-        table.add_row(key, str(value))
+    for key, value in summary.items():
+        if key != "sites":
+            table.add_row(key, Text(value))
     console.print(table)
-    names = lm.site_names()
-    per_layer = [n.rsplit(".", 1)[0] for n in names if n.endswith(".0")]
-    console.print(f"sites ({len(names)}): embed, {{{', '.join(per_layer)}}}.{{0..{lm.n_layers - 1}}}, final")
+    console.print(f"sites {summary['sites']}", markup=False)
+
+
+DEFAULT_PROMPTS = ["I went to the park today and", "My opinion of the new restaurant is that"]
 
 
 @app.command()
 def steer(
-    model: str = typer.Argument("default", help=MODEL_HELP),
-    site: str = typer.Option("", help="where to add the vector (default: resid_pre at a third of the depth)"),
-    coefficient: float = typer.Option(4.0, help="multiplier of the vector; the negative is shown too"),
-    pairs: str = typer.Option("sentiment", help="built-in contrast pair set"),
-    prompt: list[str] = typer.Option(  # noqa: B008
-        ["I went to the park today and", "My opinion of the new restaurant is that"], help="prompt(s) to complete"
-    ),
-    max_new_tokens: int = typer.Option(30),
-    dtype: str = typer.Option("float32"),
-    device: str = typer.Option("cpu"),
+    model: Model = "default",
+    site: Annotated[
+        str, typer.Option(help="where to add the vector (default: resid_pre at a third of the depth)")
+    ] = "",
+    coefficient: Annotated[float, typer.Option(help="multiplier of the vector; the negative is shown too")] = 4.0,
+    pairs: Annotated[str, typer.Option(help="built-in contrast pair set")] = "sentiment",
+    prompt: Annotated[list[str] | None, typer.Option(help="prompt(s) to complete; repeat for several")] = None,
+    max_new_tokens: MaxNewTokens = 30,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
-    from ..steering.generate import steered_completions
-    from ..steering.methods import mean_diff
-    from ..steering.pairs import starter_pairs
+    from ..steering.generate import steer_with_pairs
 
     lm = _load(model, dtype, device)
-    site = site or f"resid_pre.{lm.n_layers // 3}"
-    contrast = starter_pairs(pairs)
-    with console.status(f"extracting mean_diff at {site} from {len(contrast)} pairs ..."):
-        vector = mean_diff(lm, contrast, [site])
-    console.print(f"{pairs} vector at {site}: {len(contrast)} pairs, norm {vector.meta['norms'][site]:.2f}")
-    with console.status("generating ..."):
-        texts = steered_completions(
-            lm, vector, prompt, [0.0, coefficient, -coefficient], max_new_tokens=max_new_tokens, repetition_penalty=1.3
-        )
-    print_side_by_side(texts, prompt, f"steering {lm.name} at {site} (greedy decoding)")
+    prompts = prompt or DEFAULT_PROMPTS
+    with console.status(f"extracting mean_diff from {pairs} pairs and generating ..."):
+        vector, texts = steer_with_pairs(lm, pairs, site or None, coefficient, prompts, max_new_tokens)
+    (at,) = vector.sites
+    console.print(f"{pairs} vector at {at}: {vector.meta['n_pairs']} pairs, norm {vector.meta['norms'][at]:.2f}")
+    print_side_by_side(texts, prompts, f"steering {lm.name} at {at} (greedy decoding)")
 
 
 def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: str) -> None:
@@ -88,7 +155,7 @@ def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: s
     table = Table(title=title, show_lines=True)
     table.add_column("prompt", style="bold")
     for label in texts:
-        table.add_column(label)
-    for i, p in enumerate(prompts):
-        table.add_row(p, *(texts[label][i].strip() for label in texts))
+        table.add_column(Text(label))
+    for i, p in enumerate(prompts):  # Text: a "[...]" in a prompt or completion is shown, not read as markup
+        table.add_row(Text(p), *(Text(texts[label][i].strip()) for label in texts))
     console.print(table)

@@ -3,39 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from ._app import app, console
+from ._app import Overwrite, Restart, Threads, app, console, set_threads
+
+NBoot = Annotated[int, typer.Option(help="bootstrap replicates for every interval")]
 
 
 @app.command()
 def sweep(
-    config: Path = typer.Argument(..., help="sweep configuration (.toml, .yaml or .yml)"),  # noqa: B008
-    out: Path = typer.Option(None, help="results folder (default: runs/<config name>)"),  # noqa: B008
-    report: bool = typer.Option(True, help="write the report (figures, tables, HTML) when the sweep finishes"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default); 1 is faster on a busy machine"),
+    config: Annotated[Path, typer.Argument(help="sweep configuration (.toml, .yaml or .yml)")],
+    out: Annotated[Path | None, typer.Option(help="results folder (default: runs/<config name>)")] = None,
+    report: Annotated[bool, typer.Option(help="write the report (figures, tables, HTML) when the sweep finishes")] = (
+        True
+    ),
+    overwrite: Overwrite = False,
+    restart: Restart = False,
+    threads: Threads = 0,
 ) -> None:
     """Run a sweep from a config file; rerun the same command to resume an interrupted sweep."""
-    from ..evaluate.store import SettingsMismatchError
-    from ..sweep.config import ConfigError, load_config
+    from ..sweep.config import load_config
     from ..sweep.runner import run_sweep
 
-    try:
-        parsed = load_config(config)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    parsed = load_config(config)
     out = out or Path("runs") / config.stem
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    try:
-        store = run_sweep(parsed, out, console=console)
-    except (SettingsMismatchError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    set_threads(threads)
+    store = run_sweep(parsed, out, console=console, overwrite=overwrite, restart=restart)
     console.print(f"results in {store}")
     if report:
         _report(out)
@@ -43,9 +38,9 @@ def sweep(
 
 @app.command("report")
 def report_command(
-    results: Path = typer.Argument(..., help="a sweep's results folder (or its results.sqlite)"),  # noqa: B008
-    out: Path = typer.Option(None, help="report folder (default: RESULTS/report)"),  # noqa: B008
-    n_boot: int = typer.Option(1000, help="bootstrap replicates for every interval"),
+    results: Annotated[Path, typer.Argument(help="a sweep's results folder (or its results.sqlite)")],
+    out: Annotated[Path | None, typer.Option(help="report folder (default: RESULTS/report)")] = None,
+    n_boot: NBoot = 1000,
 ) -> None:
     """Figures (sample complexity, effect vs fluency, layer sweep), CSV/JSON tables and an HTML page."""
     _report(results, out, n_boot)
@@ -54,9 +49,5 @@ def report_command(
 def _report(results: Path, out: Path | None = None, n_boot: int = 1000) -> None:
     from ..sweep.report import sweep_report
 
-    try:
-        folder = sweep_report(results, out, n_boot)
-    except FileNotFoundError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    folder = sweep_report(results, out, n_boot)
     console.print(f"report in {folder} (open {folder / 'index.html'})")

