@@ -1,4 +1,4 @@
-"""CLI: `steerscope sae train` and `steerscope sae features`."""
+"""CLI: `steerscope sae train`, `steerscope sae features` and `steerscope sae steer`."""
 
 from __future__ import annotations
 
@@ -6,18 +6,39 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
-from ._app import MODEL_HELP, _load, app, console
+from ._app import (
+    Device,
+    Dtype,
+    MaxNewTokens,
+    Model,
+    ModelOption,
+    Overwrite,
+    Restart,
+    Seed,
+    Threads,
+    _load,
+    app,
+    console,
+    print_side_by_side,
+    refuse_existing,
+    set_threads,
+)
 
 sae_app = typer.Typer(
     help="Sparse autoencoders: train, inspect features, compare with steering vectors.", no_args_is_help=True
 )
 app.add_typer(sae_app, name="sae")
 
+SaeFolder = Annotated[Path, typer.Argument(help="an SAE folder (cfg.json + sae_weights.safetensors)")]
+DEFAULT_PROMPTS = ["I went to the park today and", "My opinion of the new restaurant is that"]
+
 
 @sae_app.command()
 def train(
-    model: Annotated[str, typer.Argument(help=MODEL_HELP)] = "default",
+    model: Model = "default",
     site: Annotated[str, typer.Option(help="where the SAE reads, e.g. resid_pre.10")] = "resid_pre.10",
     out: Annotated[Path | None, typer.Option(help="output folder (an unfinished run there is resumed)")] = None,
     architecture: Annotated[str, typer.Option(help="topk, or relu (ReLU + L1)")] = "topk",
@@ -32,18 +53,17 @@ def train(
         str, typer.Option(help="'wikipedia', 'movie-reviews' (built-in) or a .txt / .jsonl / .json file; join with +")
     ] = "wikipedia",
     n_eval: Annotated[int, typer.Option(help="held-out sequences for FVE, L0, dead latents and delta CE")] = 32,
-    seed: Annotated[int, typer.Option()] = 0,
-    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
-    dtype: Annotated[str, typer.Option()] = "float32",
-    device: Annotated[str, typer.Option()] = "cpu",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    restart: Restart = False,
+    threads: Threads = 1,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
 ) -> None:
     """Train an SAE on streamed activations; saves cfg.json + sae_weights.safetensors (SAELens layout)."""
-    import torch
-
-    from ..core.sites import SiteError
     from ..sae.train import TrainConfig, train_sae
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     lm = _load(model, dtype, device)
     arch = "standard" if architecture == "relu" else architecture
     out = out or Path("runs/sae") / f"{lm.name.replace('/', '_')}_{site}_{arch}_x{expansion}"
@@ -61,11 +81,7 @@ def train(
         n_eval=n_eval,
         seed=seed,
     )
-    try:
-        r = train_sae(lm, out, cfg)
-    except (ValueError, SiteError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    r = train_sae(lm, out, cfg, overwrite=overwrite, restart=restart)
     e = r["eval"]
     recovered = "n/a" if e["ce_recovered"] is None else f"{e['ce_recovered']:.1%}"
     console.print(
@@ -76,20 +92,10 @@ def train(
     )
 
 
-def _load_sae(folder: Path):
-    from ..sae.saelens import SAEFileError, load_saelens
-
-    try:
-        return load_saelens(folder)
-    except SAEFileError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-
-
 @sae_app.command()
 def features(
-    sae_folder: Annotated[Path, typer.Argument(help="an SAE folder (cfg.json + sae_weights.safetensors)")],
-    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "default",
+    sae_folder: SaeFolder,
+    model: ModelOption = "default",
     pairs: Annotated[str, typer.Option(help="built-in contrast set (sentiment, weddings, formality) or a file")] = (
         "sentiment"
     ),
@@ -104,31 +110,26 @@ def features(
     n_sequences: Annotated[int, typer.Option(help="corpus sequences searched for snippets")] = 256,
     seq_len: Annotated[int, typer.Option(help="tokens per corpus sequence")] = 64,
     out: Annotated[Path | None, typer.Option(help="write the ranking and snippets to this JSON file")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
-    dtype: Annotated[str, typer.Option()] = "float32",
-    device: Annotated[str, typer.Option()] = "cpu",
+    overwrite: Overwrite = False,
+    threads: Threads = 1,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
 ) -> None:
     """Rank SAE latents by how well they separate the two sides of contrast pairs; show what they fire on."""
-    import torch
-    from rich.table import Table
-
     from ..core.io import write_json
-    from ..sae.features import find_features, top_activating
-    from ..steering.pairs import PairDataError, load_pairs
+    from ..sae.features import explain_features
+    from ..sae.saelens import load_saelens
+    from ..steering.pairs import load_pairs
 
-    torch.set_num_threads(threads)
-    sae = _load_sae(sae_folder)
+    set_threads(threads)
+    if out is not None:
+        refuse_existing(out, overwrite)
+    sae = load_saelens(sae_folder)
+    contrast = load_pairs(pairs, split)
     lm = _load(model, dtype, device)
-    try:
-        contrast = load_pairs(pairs, split)
-        ranked = find_features(lm, sae, contrast, read=read, by=by, top=top)
-        latents = [r["latent"] for side in ranked.values() for r in side]
-        shown = top_activating(lm, sae, latents, text, n_sequences, seq_len, top=snippets) if snippets else {}
-    except (ValueError, PairDataError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    ranked, shown = explain_features(lm, sae, contrast, read, by, top, text, n_sequences, seq_len, snippets)
     for side, rows in ranked.items():
-        table = Table(title=f"{side} side of {pairs} ({len(contrast)} pairs, read={read}) at {sae.cfg.site}")
+        table = Table(title=Text(f"{side} side of {pairs} ({len(contrast)} pairs, read={read}) at {sae.cfg.site}"))
         for col in ("latent", "AUROC", "mean diff", "active +/-", "top-activating snippets"):
             table.add_column(col)
         for r in rows:
@@ -138,7 +139,7 @@ def features(
                 f"{r['auroc']:.3f}",
                 f"{r['mean_diff']:+.2f}",
                 f"{r['active_pos']:.0%}/{r['active_neg']:.0%}",
-                texts,
+                Text(texts),
             )
         console.print(table)
     if out is not None:
@@ -159,51 +160,31 @@ def features(
 
 @sae_app.command()
 def steer(
-    sae_folder: Annotated[Path, typer.Argument(help="an SAE folder (cfg.json + sae_weights.safetensors)")],
+    sae_folder: SaeFolder,
     latent: Annotated[int, typer.Option(help="the latent to steer with")],
-    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "default",
+    model: ModelOption = "default",
     mode: Annotated[str, typer.Option(help="clamp (set the latent, keep the SAE error) or add (decoder row)")] = (
         "clamp"
     ),
-    value: Annotated[list[float], typer.Option(help="clamp values, or coefficients of the unit decoder row")] = [  # noqa: B006
-        20.0
-    ],
-    prompt: Annotated[list[str], typer.Option(help="prompt(s) to complete")] = [  # noqa: B006
-        "I went to the park today and",
-        "My opinion of the new restaurant is that",
-    ],
-    max_new_tokens: Annotated[int, typer.Option()] = 30,
-    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
-    dtype: Annotated[str, typer.Option()] = "float32",
-    device: Annotated[str, typer.Option()] = "cpu",
+    value: Annotated[
+        list[float] | None, typer.Option(help="clamp values, or coefficients of the unit decoder row (default 20)")
+    ] = None,
+    prompt: Annotated[list[str] | None, typer.Option(help="prompt(s) to complete; repeat for several")] = None,
+    max_new_tokens: MaxNewTokens = 30,
+    threads: Threads = 1,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
 ) -> None:
     """Completions unsteered and with one SAE latent clamped (or its decoder direction added), side by side."""
-    from contextlib import nullcontext
-
-    import torch
-
-    from ..core.generate import generate_text
-    from ..sae.steer import sae_add_vector, sae_clamp
-    from ._app import print_side_by_side
+    from ..sae.saelens import load_saelens
+    from ..sae.steer import latent_completions
 
     if mode not in ("clamp", "add"):
-        console.print(f"[red]error:[/red] mode must be clamp or add, got {mode!r}")
-        raise typer.Exit(2)
-    torch.set_num_threads(threads)
-    sae = _load_sae(sae_folder)
+        raise ValueError(f"--mode must be clamp or add, got {mode!r}")
+    set_threads(threads)
+    sae = load_saelens(sae_folder)
     lm = _load(model, dtype, device)
-    texts = {}
-    try:
-        for v in [None, *value]:
-            if v is None:
-                ctx, label = nullcontext(), "unsteered"
-            elif mode == "clamp":
-                ctx, label = sae_clamp(lm, sae, latent, v), f"latent {latent} := {v:g}"
-            else:
-                ctx, label = sae_add_vector(lm, sae, latent).apply(lm, v), f"{v:+g} x decoder row {latent}"
-            with ctx:
-                texts[label] = generate_text(lm, prompt, max_new_tokens=max_new_tokens, repetition_penalty=1.3)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    print_side_by_side(texts, prompt, f"{mode} at {sae.cfg.site} of {lm.name} (greedy decoding)")
+    prompts = prompt or DEFAULT_PROMPTS
+    with console.status("generating ..."):
+        texts = latent_completions(lm, sae, latent, value or [20.0], prompts, mode, max_new_tokens)
+    print_side_by_side(texts, prompts, f"{mode} at {sae.cfg.site} of {lm.name} (greedy decoding)")

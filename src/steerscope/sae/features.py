@@ -125,3 +125,23 @@ def top_activating(
             snippets.append({"value": value, "text": f"{before}«{token}»{after}".replace("\n", " ")})
         out[int(latent)] = snippets
     return out
+
+
+def explain_features(
+    lm: LoadedModel,
+    sae: SparseAutoencoder,
+    pairs: Sequence[ContrastPair],
+    read: str = "last",
+    by: str = "auroc",
+    top: int = 5,
+    source: str = "wikipedia",
+    n_sequences: int = 256,
+    seq_len: int = 64,
+    snippets: int = 3,
+) -> tuple[dict[str, list[dict]], dict[int, list[dict]]]:
+    """`steerscope sae features`: the latents ranked per side of the pairs, and (unless `snippets` is 0) the
+    corpus snippets each of them fires on most."""
+    ranked = find_features(lm, sae, pairs, read=read, by=by, top=top)
+    latents = [r["latent"] for side in ranked.values() for r in side]
+    shown = top_activating(lm, sae, latents, source, n_sequences, seq_len, top=snippets) if snippets else {}
+    return ranked, shown

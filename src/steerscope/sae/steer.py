@@ -8,13 +8,14 @@ Choosing the latent from contrast pairs (the methods sae_clamp and sae_add) is i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ..core.generate import generate_text
 from ..core.hooks import edit, track_positions
 from ..core.models import LoadedModel
 from ..core.positions import position_weights, validate_positions
@@ -114,3 +115,30 @@ class SAEClamp:
     def apply(self, lm: LoadedModel, coefficient: float = 1.0, positions: str | Tensor = "all") -> Iterator[None]:
         with sae_clamp(lm, self.sae, self.latent, coefficient * self.scale, self.site, positions):
             yield
+
+
+def latent_completions(
+    lm: LoadedModel,
+    sae: SparseAutoencoder,
+    latent: int,
+    values: Sequence[float],
+    prompts: Sequence[str],
+    mode: str = "clamp",
+    max_new_tokens: int = 30,
+) -> dict[str, list[str]]:
+    """`steerscope sae steer`: greedy completions unsteered and, per value, with the latent clamped to it
+    (mode 'clamp') or with its unit decoder row added at that coefficient (mode 'add')."""
+    if mode not in ("clamp", "add"):
+        raise ValueError(f"mode must be clamp or add, got {mode!r}")
+    _check(lm, sae, latent)
+    texts = {}
+    for v in [None, *values]:
+        if v is None:
+            ctx, label = nullcontext(), "unsteered"
+        elif mode == "clamp":
+            ctx, label = sae_clamp(lm, sae, latent, v), f"latent {latent} := {v:g}"
+        else:
+            ctx, label = sae_add_vector(lm, sae, latent).apply(lm, v), f"{v:+g} x decoder row {latent}"
+        with ctx:
+            texts[label] = generate_text(lm, list(prompts), max_new_tokens=max_new_tokens, repetition_penalty=1.3)
+    return texts
