@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import app, console
+from ._app import Out, Overwrite, Restart, Seed, Threads, app, console, set_threads
 
 maze_app = typer.Typer(
     help="A maze-solving policy, its goal misgeneralization, and the cheese vector.", no_args_is_help=True
@@ -20,30 +20,26 @@ POLICY_HELP = "a checkpoint folder from `steerscope maze train`, or a procgen ma
 
 @maze_app.command()
 def train(
-    out: Annotated[
-        Path, typer.Option(help="checkpoint folder (an unfinished run, kept in OUT.partial, is resumed)")
-    ] = Path("runs/maze/policy"),
+    out: Annotated[Path, typer.Option(help="checkpoint folder (an unfinished run there is resumed)")] = Path(
+        "runs/maze/policy"
+    ),
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 4500,
     n_mazes: Annotated[int, typer.Option(help="training mazes (every open square of each is a demonstration)")] = 5000,
-    batch_size: Annotated[int, typer.Option()] = 256,
+    batch_size: Annotated[int, typer.Option(help="demonstrations per optimizer step")] = 256,
     lr: Annotated[float, typer.Option(help="peak learning rate (cosine schedule)")] = 2e-3,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
     eval_mazes: Annotated[int, typer.Option(help="held-out mazes for the greedy success rates")] = 200,
-    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
+    overwrite: Overwrite = False,
+    restart: Restart = False,
+    threads: Threads = 1,
 ) -> None:
     """Behaviour cloning from a shortest-path oracle on training mazes (cheese in the top-right 5x5 region)."""
-    import torch
-
     from ..maze.train import TrainConfig
     from ..maze.train import train as run_training
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_mazes=eval_mazes)
-    try:
-        result = run_training(out, cfg)
-    except (ValueError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    result = run_training(out, cfg, overwrite=overwrite, restart=restart)
     console.print(
         f"trained in {result['train_seconds']:.0f}s ({result['method']}); greedy success: "
         f"{result['success_train_distribution']:.1%} on held-out training mazes, "
@@ -54,7 +50,7 @@ def train(
 @maze_app.command("cheese-vector")
 def cheese_vector(
     policy: Annotated[Path, typer.Argument(help=POLICY_HELP)] = Path("runs/maze/policy"),
-    out: Annotated[Path, typer.Option(help="results folder")] = Path("runs/maze/cheese"),
+    out: Out = Path("runs/maze/cheese"),
     site: Annotated[str, typer.Option(help="module path of a residual add, e.g. embedder.block2.res1")] = (
         "embedder.block2.res1"
     ),
@@ -65,17 +61,14 @@ def cheese_vector(
         str, typer.Option(help="mouse square when the vector is computed: start or decision")
     ] = "start",
     figures: Annotated[int, typer.Option(help="mazes to draw vector fields for")] = 3,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing results folder")] = False,
-    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
+    overwrite: Overwrite = False,
+    restart: Restart = False,
+    threads: Threads = 1,
 ) -> None:
     """P(cheese | decision square) unsteered, with the cheese vector, a random vector of its norm, and added."""
-    import torch
-
-    torch.set_num_threads(threads)
-    from ..core.sites import SiteError
-    from ..maze.policy import CheckpointError
     from ..maze.run import CheeseRun, run_cheese
 
+    set_threads(threads)
     run = CheeseRun(
         policy=policy,
         out=out,
@@ -86,11 +79,8 @@ def cheese_vector(
         vector_mouse=vector_mouse,
         figures=figures,
         overwrite=overwrite,
+        restart=restart,
     )
-    try:
-        final, summary = run_cheese(run, console)
-    except (CheckpointError, SiteError, ValueError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    console.print(json.dumps(summary, indent=1))
+    final, summary = run_cheese(run, console)
+    console.print(json.dumps(summary, indent=1), markup=False)
     console.print(f"results, histogram and vector fields in {final}")
