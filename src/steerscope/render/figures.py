@@ -23,6 +23,7 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a figure is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -30,3 +31,9 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
