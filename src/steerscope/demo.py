@@ -23,6 +23,7 @@ from ._version import __version__
 from .core.io import write_json
 from .core.models import LoadedModel, load_model
 from .core.runs import RunFolder, model_info, package_versions
+from .core.sites import site_name
 from .depth.run import DepthRun, TextSpec, run_horizon
 from .evaluate.scorers import sentiment_compound
 from .refusal.run import RefusalRun, run_refusal
@@ -51,7 +52,7 @@ class DemoSizes:
     refusal_export: bool
 
 
-FULL = DemoSizes(16, (1, 4, 16, 64), (4.0, 8.0), 20, 16, 64, 64, 6, 30, 6, 16, 64, 16, 24, True)
+FULL = DemoSizes(16, (1, 4, 16, 64), (4.0, 8.0), 20, 16, 64, 64, 6, 30, 10, 16, 64, 16, 24, True)
 QUICK = DemoSizes(4, (2,), (4.0,), 4, 4, 32, 8, 2, 8, 2, 4, 8, 2, 4, False)
 
 
@@ -117,7 +118,7 @@ def _held_out_prompts(n: int) -> list[str]:
 
 def _steering_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str, dict]:
     s = demo.sizes
-    site = f"resid_pre.{lm.n_layers // 3}"
+    site = site_name("resid_pre", lm.n_layers // 3)
     vector = mean_diff(lm, load_pairs("sentiment", "train")[: s.n_pairs], [site])
     vector.save(folder.path("sentiment.safetensors"))
     prompts = _held_out_prompts(s.n_prompts)
@@ -153,7 +154,7 @@ def _comparison_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[st
     from .sweep.runner import run_sweep
 
     s = demo.sizes
-    site = f"resid_pre.{lm.n_layers // 3}"
+    site = site_name("resid_pre", lm.n_layers // 3)
     prompts_file = folder.path("sweep_prompts.json")
     write_json(prompts_file, _held_out_prompts(s.sweep_prompts))
     dataset = {**BUILTIN["sentiment"], "prompts": str(prompts_file)}
@@ -254,8 +255,9 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Conso
         if base_rate < 0.5
         else ""
     )
+    chosen_site = site_name("resid_pre", c["layer"])
     body = caveat + (
-        f"<p>Direction: harmful minus harmless mean at <code>resid_pre.{c['layer']}</code>, post-instruction "
+        f"<p>Direction: harmful minus harmless mean at <code>{chosen_site}</code>, post-instruction "
         f"position {c['position']}, "
         f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind (its addition must "
         "raise the harmless prompts' refusal score above their own level, not above even odds as in the published "
@@ -318,7 +320,7 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
             "<p>Not run in the demo: training a useful SAE takes a quarter of an hour or more on 2 CPU cores. "
             "Train one, find features from contrast pairs and steer with them:</p>"
             + html.code_block(
-                f"steerscope sae train {demo.model} --site resid_pre.10 --out runs/sae\n"
+                f"steerscope sae train {demo.model} --site {site_name('resid_pre', lm.n_layers // 3)} --out runs/sae\n"
                 f"steerscope sae features runs/sae --model {demo.model} --pairs sentiment\n"
                 f"steerscope sae steer runs/sae --model {demo.model} --latent N --mode clamp"
             ),

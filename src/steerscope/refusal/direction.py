@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ..core.hooks import add, project_out, read, run_forward
 from ..core.models import LoadedModel
+from ..core.sites import layer_of, layer_sites, site_name
 from .instructions import chat_prompts
 
 REFUSAL_STARTS = ("I", "As", "Sorry")
@@ -108,12 +109,12 @@ def candidate_directions(
     n_positions tokens of each (chat-formatted) prompt."""
     if not harmful or not harmless:
         raise ValueError("need at least one harmful and one harmless prompt")
-    sites = [f"resid_pre.{layer}" for layer in range(lm.n_layers)]
+    sites = layer_sites("resid_pre", lm.n_layers)
     sums = torch.zeros(n_positions, lm.n_layers, lm.d_model, dtype=torch.float64)
 
     def accumulate(weight: float) -> Callable[[str, Tensor], None]:
         def reduce(name: str, act: Tensor) -> None:
-            layer = int(name.rsplit(".", 1)[1])
+            layer = layer_of(name)
             sums[:, layer] += weight * act[:, -n_positions:].double().sum(0).cpu()  # left padding: real tokens end
 
         return reduce
@@ -265,7 +266,7 @@ def _score(lm, vec, layer, val_harmful, val_harmless, harmless_clean, tokens, ba
         return project_out(lm, vec)
 
     def induce():
-        return add(lm, {f"resid_pre.{layer}": vec})
+        return add(lm, {site_name("resid_pre", layer): vec})
 
     bypass = float(refusal_scores(last_logits(lm, val_harmful, batch_size, ablate), tokens).mean())
     kl = float(last_position_kl(harmless_clean, last_logits(lm, val_harmless, batch_size, ablate)).mean())

@@ -35,6 +35,7 @@ from ..core.hooks import add, project_out
 from ..core.io import atomic_write_bytes, write_csv, write_json
 from ..core.models import LoadedModel, load_model
 from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar
+from ..core.sites import site_name
 from ..core.weights import OrthogonalizationError, export, orthogonalize
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.stats import bootstrap_mean_ci
@@ -209,7 +210,7 @@ def run_refusal(run: RefusalRun, console: Console | None = None, lm: LoadedModel
         chosen = selection.chosen
         if chosen is None:
             raise NoDirectionError(_nothing_passed(selection, run, folder.path("candidates.csv")))
-        site = f"resid_pre.{chosen.layer}"
+        site = site_name("resid_pre", chosen.layer)
         r = directions[chosen.position + directions.shape[0], chosen.layer].float()
         vector = SteeringVector(
             {site: r},
@@ -320,7 +321,7 @@ def _write_page(folder: RunFolder, summary: dict, completions: dict, harmful_tes
     sections = [
         (
             "Chosen direction",
-            f"<p>resid_pre.{c['layer']} at post-instruction position {c['position']} "
+            f"<p>{site_name('resid_pre', c['layer'])} at post-instruction position {c['position']} "
             f"(norm {c['norm']:.3g}); bypass score {c['bypass']:.3g}, induce score {c['induce']:.3g}, "
             f"KL {c['kl']:.3g}. Rule: {html.fmt(summary['selection'])}</p>",
         ),
