@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# DEMO_ARGS=--overwrite replaces an existing runs/demo once the new report is complete.
+DEMO_ARGS ?=
+
 demo: install
-	$(VENV)/bin/steerscope demo default
+	$(VENV)/bin/steerscope demo default $(DEMO_ARGS)
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -251,7 +251,7 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Conso
         f"<p><b>This model refuses only {base_rate:.0%} of the harmful requests without intervention</b>, so there is "
         "little refusal to remove and a direction chosen from a thinned sweep on few prompts may not be a refusal "
         "direction at all: read the rates below as a check of the pipeline, not as evidence. Run the full protocol "
-        "on an instruct model that refuses (the README gives numbers for one).</p>"
+        "on an instruct model that refuses (docs/results.md gives numbers for one that does).</p>"
         if base_rate < 0.5
         else ""
     )
@@ -259,7 +259,8 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Conso
     body = caveat + (
         f"<p>Direction: harmful minus harmless mean at <code>{chosen_site}</code>, post-instruction "
         f"position {c['position']}, "
-        f"chosen among every {step}th layer on {s.refusal_n_val} validation prompts of each kind (its addition must "
+        f"chosen among the layers 0, {step}, {2 * step}, ... on {s.refusal_n_val} validation prompts of each kind "
+        "(its addition must "
         "raise the harmless prompts' refusal score above their own level, not above even odds as in the published "
         "rule, which small models that barely refuse never meet). Refusal rates "
         f"on {s.refusal_n_test} held-out instructions of each kind, greedy, {s.refusal_new_tokens} new tokens:</p>"
