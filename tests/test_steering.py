@@ -267,3 +267,12 @@ def test_extract_generate_inspect_cli(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 10)
     junk = runner.invoke(app, ["vectors", "inspect", str(tmp_path / "junk.safetensors")])
     assert junk.exit_code == 2 and "corrupt" in " ".join(junk.output.split())
+
+
+def test_written_pairs_read_back_equal(tmp_path):
+    from steerscope.steering.pairs import ContrastPair, read_pairs, write_pairs
+
+    pairs = [ContrastPair("I love it «ok»", "I hate it"), ContrastPair('Say "yes"\nplease', "Say no")]
+    path = write_pairs(tmp_path / "p.jsonl", pairs, concept="sentiment")
+    assert read_pairs(path) == pairs
+    assert all('"concept": "sentiment"' in line for line in path.read_text(encoding="utf-8").splitlines())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -170,16 +169,15 @@ def pairs_generate(
     overwrite: Overwrite = False,
 ) -> None:
     """Write validated, de-duplicated contrast pairs for a concept with a language model."""
-    from rich.progress import Progress
-
-    from ..core.io import atomic_write_text
+    from ..core.runs import progress_bar
+    from ..steering.pairs import write_pairs
     from ..steering.synth import EndpointWriter, LocalWriter, generate_pairs
 
     if writer not in ("local", "endpoint"):
         raise ValueError(f"--writer must be local or endpoint, got {writer!r}")
     refuse_existing(out, overwrite)
     write = EndpointWriter.from_env() if writer == "endpoint" else LocalWriter(_load(model, "float32", "cpu"))
-    with Progress(console=console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"pairs for {concept!r}", total=n)
         pairs, requests = generate_pairs(
             write,
@@ -190,8 +188,7 @@ def pairs_generate(
             max_requests or None,
             on_batch=lambda got, _: progress.update(task, completed=got),
         )
-    rows = [{"positive": p.positive, "negative": p.negative, "concept": concept} for p in pairs]
-    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_pairs(out, pairs, concept=concept)
     console.print(f"wrote {len(pairs)} pairs to {out} ({requests} requests)")
     if len(pairs) < n:
         console.print(

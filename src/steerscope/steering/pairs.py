@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..core.errors import SteerscopeError
+from ..core.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,10 @@ def load_pairs(source: str, split: str = "train") -> list[ContrastPair]:
 def starter_pairs(name: str = "sentiment", n: int = 8) -> list[ContrastPair]:
     """The first n training pairs of a built-in set (the quick steering job uses these)."""
     return load_pairs(name, "train")[:n]
+
+
+def write_pairs(path: str | Path, pairs: list[ContrastPair], **extra: str) -> Path:
+    """Pairs as jsonl (`positive`, `negative`, plus `extra` fields on each row), atomically; `read_pairs` reads it."""
+    rows = [{"positive": p.positive, "negative": p.negative, **extra} for p in pairs]
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return Path(path)
