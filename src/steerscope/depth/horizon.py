@@ -24,6 +24,7 @@ from torch import Tensor
 from ..core.hooks import edit, read, run_forward
 from ..core.models import LoadedModel
 from ..core.sites import layer_of, site_name
+from ..core.validate import BadNumberError, whole
 from ..evaluate.metrics import clean_reference, next_token_metrics
 from ..evaluate.stats import bootstrap_mean_ci
 
@@ -65,6 +66,11 @@ class HorizonVariant:
             raise ValueError("readout_only truncates only the final residual; it takes no enforce_from or source")
         if self.enforce_from is not None and self.enforce_from < 0:
             raise ValueError(f"enforce_from must be >= 0, got {self.enforce_from}")
+
+    def check(self, n_layers: int) -> None:
+        """Refuse an `enforce_from` the model does not have (it would patch nothing and report k* = 1)."""
+        if self.enforce_from is not None:
+            whole(self.enforce_from, "enforce_from (--enforce-from)", 0, n_layers - 1)
 
     def describe(self) -> str:
         parts = ["readout-only" if self.readout_only else f"{self.source}-sourced"]
@@ -198,6 +204,8 @@ def horizon_batch(
     on_k: Callable[[int], None] | None = None,
 ) -> dict[str, list[list[float]]]:
     """One clean pass and one patched pass per k on a batch: per-sequence metrics, [len(ks)][B] each."""
+    check_ks(ks, lm.n_layers)  # refuses k outside 1..L (the order of `ks` is kept)
+    variant.check(lm.n_layers)
     clean = clean_run(lm, ids)
     ref = clean_reference(clean.logits, ids)
     out: dict[str, list[list[float]]] = {m: [] for m in (*METRICS, "clean_ce")}
@@ -215,10 +223,12 @@ def check_ks(ks: Sequence[int] | None, n_layers: int) -> list[int]:
     """The horizons to sweep: default 1..L; each must be >= 1."""
     if ks is None:
         return list(range(1, n_layers + 1))
-    ks = sorted(set(int(k) for k in ks))
-    if not ks or ks[0] < 1:
-        raise ValueError(f"horizons k must be integers >= 1, got {ks}")
-    return ks
+    given = [whole(k, "a horizon k", 1, n_layers) for k in ks]
+    if not given:
+        raise BadNumberError(f"name at least one horizon k in 1..{n_layers}")
+    if len(set(given)) != len(given):
+        raise BadNumberError(f"horizons k are given twice: {given}")
+    return sorted(given)
 
 
 def summarize_horizon(

@@ -24,6 +24,7 @@ from ..core.corpus import token_sequences
 from ..core.io import write_csv, write_json
 from ..core.models import LoadedModel, load_model
 from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar, slug
+from ..core.validate import BadNumberError, finite, whole
 from ..render import html
 from . import figures
 from .horizon import HorizonVariant, check_ks, horizon_batch, output_means, summarize_horizon
@@ -40,6 +41,14 @@ class TextSpec:
     batch_size: int = 8
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        whole(self.n, "the number of sequences (--n)", 1)
+        whole(self.seq_len, "tokens per sequence (--seq-len)", 3)  # positions 1..T-2 are scored
+        whole(self.batch_size, "the batch size (--batch-size)", 1)
+        whole(self.seed, "the selection seed (--seed)", 0)
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise BadNumberError(f"the text source (--text) must be a name or a file path, got {self.source!r}")
+
 
 @dataclass
 class DepthRun:
@@ -52,6 +61,15 @@ class DepthRun:
     dtype: str = "float32"
     device: str = "cpu"
     restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
+
+    def __post_init__(self) -> None:
+        whole(self.n_boot, "bootstrap resamples (--n-boot)", 1)
+        lo, hi = (finite(x, "the growth fit range (--fit-range)", 0.0, 1.0) for x in self.fit_range)
+        if not lo < hi:
+            raise BadNumberError(f"the growth fit range (--fit-range) must be two fractions lo < hi, got {lo:g},{hi:g}")
+        self.fit_range = (lo, hi)
+        if not self.models:
+            raise BadNumberError("name at least one model")
 
     def settings(self, kind: str, **more) -> dict:
         """What the folder's results depend on (the run folder resumes only a run with equal settings)."""
@@ -154,9 +172,10 @@ def run_horizon(
     rows, lent = [], lm
     with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console, lent):
+            sweep_ks = check_ks(ks, lm.n_layers)  # before any work: refuse a k or enforce_from the model lacks
+            variant.check(lm.n_layers)
             batches = _batches(lm, run.text)  # tokenized once, for the norms and the sweep
             norms = _norms_for(lm, spec, run, batches, folder, progress)
-            sweep_ks = check_ks(ks, lm.n_layers)
             per_seq = _sweep(lm, spec, run, batches, sweep_ks, variant, folder, progress)
             summary = summarize_horizon(sweep_ks, per_seq, thresholds, run.n_boot)
             result = {
