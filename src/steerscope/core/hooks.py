@@ -22,6 +22,7 @@ from .locate import SiteLocator, locator_for
 from .models import LoadedModel
 from .positions import PositionState, PositionTracker, position_weights, validate_positions
 from .sites import Site, residual_write_names
+from .validate import BadNumberError, finite
 
 Edit = Callable[[Tensor], Tensor]
 V = TypeVar("V")
@@ -196,6 +197,8 @@ def _as_vector(where: SiteLocator, site: Site, value, allow_positionwise: bool) 
             raise TypeError(f"vector for {site} must be a tensor, got {type(value).__name__}") from exc
     if not value.is_floating_point():
         raise TypeError(f"vector for {site} must have a floating dtype, got {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise BadNumberError(f"vector for {site} holds NaN or infinite values; refusing to add it")
     return where.check_vector(site, value, allow_positionwise)
 
 
@@ -241,6 +244,7 @@ def add(
     On a plain torch module only "all" applies (every forward call, every spatial position).
     """
     positions = validate_positions(positions)
+    coefficient = finite(coefficient, "the coefficient")
     where = locator_for(lm)
     needs_tracker = not (isinstance(positions, str) and positions == "all")
     with ExitStack() as stack:

@@ -19,6 +19,7 @@ from ..core.generate import generate_text
 from ..core.hooks import edit, track_positions
 from ..core.models import LoadedModel
 from ..core.positions import position_weights, validate_positions
+from ..core.validate import finite
 from ..steering.methods import _meta
 from ..steering.vector import SteeringVector
 from .model import SparseAutoencoder
@@ -63,6 +64,7 @@ def sae_clamp(
     positions: str | Tensor = "all",
 ) -> Iterator[None]:
     """Clamp one latent to `value` at `site` (default: the SAE's own) during forward calls in the block."""
+    value = finite(value, "the clamp value")
     _check(lm, sae, latent)
     positions = validate_positions(positions)
     site = _site(sae, site)

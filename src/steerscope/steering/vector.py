@@ -22,6 +22,7 @@ from ..core.hooks import add
 from ..core.io import atomic_write_bytes
 from ..core.models import LoadedModel
 from ..core.sites import parse_site
+from ..core.validate import BadNumberError, finite
 
 HEADER_KEY = "steerscope"
 
@@ -45,6 +46,9 @@ class SteeringVector:
         if not self.vectors:
             raise ValueError("a steering vector needs at least one site")
         self.vectors = {str(s): v.detach().to(torch.float32).cpu().contiguous() for s, v in self.vectors.items()}
+        bad = [s for s, v in self.vectors.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise BadNumberError(f"the steering vector holds NaN or infinite values at {', '.join(bad)}")
         self.meta.setdefault("steerscope_version", __version__)
         self.meta["norms"] = {s: float(v.norm()) for s, v in self.vectors.items()}
 
@@ -129,7 +133,10 @@ class SteeringVector:
             meta = json.loads(header[HEADER_KEY])
         except json.JSONDecodeError as exc:
             raise VectorFileError(f"{path}: the '{HEADER_KEY}' header is not valid JSON") from exc
-        return cls(tensors, meta)
+        try:
+            return cls(tensors, meta)
+        except BadNumberError as exc:
+            raise VectorFileError(f"{path}: {exc}; the file is damaged or was written from a diverged run") from exc
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -158,8 +165,13 @@ class SteeringVector:
         positions: str | torch.Tensor = "all",
         allow_other_model: bool = False,
     ) -> Iterator[None]:
-        """Add coefficient x vector at its sites during forward passes inside the block."""
+        """Add coefficient x vector at its sites during forward passes inside the block.
+
+        Coefficient 0 installs no hook at all: unsteered means the model as it is, not a zero multiple."""
         self.check(lm, allow_other_model)
+        if finite(coefficient, "the coefficient") == 0:
+            yield
+            return
         if any(v.dim() == 2 for v in self.vectors.values()) and positions == "all":
             positions = "front"  # a position-wise (ActAdd) vector goes to the front of the prompt
         with add(lm, self.vectors, coefficient=coefficient, positions=positions):
