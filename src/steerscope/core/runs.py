@@ -31,6 +31,10 @@ class FinishedRunSettingsError(OutputExistsError, RunSettingsError):
     """The output folder exists and holds a finished run made with other settings."""
 
 
+class UnsafePathError(SteerscopeError, ValueError):
+    """A file name inside a run folder would resolve outside it (e.g. '..', an absolute path)."""
+
+
 SETTINGS_FILE = "run_settings.json"
 
 
@@ -122,7 +126,11 @@ class RunFolder:
         self.resumed = self.work.is_dir() and (stored is not None or not self.settings)
 
     def path(self, *parts: str) -> Path:
-        """A path inside the partial folder (its parent folders made, the settings recorded)."""
+        """A path inside the partial folder (its parent folders made, the settings recorded).
+
+        A part that is absolute or would resolve outside the folder (e.g. '..') is refused (UnsafePathError).
+        """
+        self._check_inside(parts)
         if not self.work.is_dir() or (self.settings and not (self.work / SETTINGS_FILE).is_file()):
             self.work.mkdir(parents=True, exist_ok=True)
             if self.settings:
@@ -130,6 +138,22 @@ class RunFolder:
         p = self.work.joinpath(*parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+    def _check_inside(self, parts: tuple[str, ...]) -> None:
+        root = self.work.resolve()
+        for part in parts:
+            text = str(part)
+            if not text or Path(text).is_absolute() or Path(text).drive:
+                raise UnsafePathError(
+                    f"refusing the file name {text!r} in {self.final}: names inside an output folder must be "
+                    "relative and not empty"
+                )
+        target = root.joinpath(*map(str, parts)).resolve()
+        if target != root and not target.is_relative_to(root):
+            shown = "/".join(map(str, parts))
+            raise UnsafePathError(
+                f"refusing the file name {shown!r}: it resolves to {target}, outside the output folder {self.final}"
+            )
 
     def commit(self) -> Path:
         """Move the finished results into place (replacing an old folder only now)."""
@@ -149,10 +173,11 @@ OutputFolder = RunFolder  # the old name
 
 
 def slug(spec: str) -> str:
-    """A file or folder name for a model spec (or any user string): safe characters only, never empty."""
+    """A file or folder name for a model spec (or any user string): safe characters only, never empty, never
+    '.' or '..' and never starting with a dot (so it always names a plain entry inside its folder)."""
     path = Path(spec)
-    name = path.stem if spec.endswith(".gguf") else path.name if path.is_dir() else spec
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", name).strip("_") or "model"
+    name = path.stem if spec.endswith(".gguf") else Path(os.path.abspath(spec)).name if path.is_dir() else spec
+    return re.sub(r"[^A-Za-z0-9._-]+", "__", name).strip("_.") or "model"
 
 
 def progress_bar(console: Console | None = None, fields: str = "", disable: bool = False) -> Progress:

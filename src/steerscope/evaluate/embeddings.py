@@ -31,8 +31,10 @@ def _minilm():
     from transformers import AutoModel, AutoTokenizer
 
     folder = minilm_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    model = AutoModel.from_pretrained(
+        folder, local_files_only=True, dtype=torch.float32, trust_remote_code=False
+    ).eval()
     return tokenizer, model
 
 

@@ -188,9 +188,14 @@ def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int
     return out
 
 
+def file_stem(model: str, dataset: str, name: str) -> str:
+    """The file name stem of one model's and dataset's figure: both as slugs, so it stays inside the report."""
+    return f"{slug(model)}_{slug(dataset)}_{name}"
+
+
 def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, prefix_files: bool) -> list:
     tag = f"{g.model}, {g.dataset}"
-    stem = (lambda s: f"{slug(g.model)}_{g.dataset}_{s}") if prefix_files else (lambda s: s)
+    stem = (lambda s: file_stem(g.model, g.dataset, s)) if prefix_files else (lambda s: s)
     chosen = g.chosen()
     baselines = g.baselines(chosen)
     label = {"positive": "share of positive completions"}.get(g.effect, g.effect)
