@@ -80,6 +80,8 @@ BatchSize = Annotated[int, typer.Option(help="sequences per forward pass")]
 Seed = Annotated[int, typer.Option(help="random seed")]
 Threads = Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")]
 MaxNewTokens = Annotated[int, typer.Option(help="tokens generated per completion")]
+TRUST_REMOTE_CODE_HELP = "run Python code shipped in the model folder (only for folders you trust)"
+TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)]
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
@@ -98,22 +100,27 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _load(model: str, dtype: str, device: str):
+def _load(model: str, dtype: str, device: str, trust_remote_code: bool = False):
     from ..core.models import load_model
 
     start = time.perf_counter()
     with console.status(f"loading {model} ..."):
-        lm = load_model(model, dtype=dtype, device=device)
+        lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     console.print(f"loaded [bold]{lm.name}[/bold] in {time.perf_counter() - start:.1f}s from {lm.source}")
     return lm
 
 
 @app.command()
-def info(model: Model = "default", dtype: Dtype = "float32", device: Device = "cpu") -> None:
+def info(
+    model: Model = "default",
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
     """Print a model's family, size and site names."""
     from ..core.models import model_summary
 
-    summary = model_summary(_load(model, dtype, device))
+    summary = model_summary(_load(model, dtype, device, trust_remote_code))
     table = Table(show_header=False)
     for key, value in summary.items():
         if key != "sites":
@@ -137,11 +144,12 @@ def steer(
     max_new_tokens: MaxNewTokens = 30,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
     from ..steering.generate import steer_with_pairs
 
-    lm = _load(model, dtype, device)
+    lm = _load(model, dtype, device, trust_remote_code)
     prompts = prompt or DEFAULT_PROMPTS
     with console.status(f"extracting mean_diff from {pairs} pairs and generating ..."):
         vector, texts = steer_with_pairs(lm, pairs, site or None, coefficient, prompts, max_new_tokens)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import MODEL_HELP, BatchSize, Device, Dtype, Out, Overwrite, Restart, app, console
+from ._app import MODEL_HELP, BatchSize, Device, Dtype, Out, Overwrite, Restart, TrustRemoteCode, app, console
 
 TEXT_HELP = "'wikipedia' (built-in), or a .txt (documents split at blank lines), .jsonl ('text') or .json file"
 
@@ -36,7 +36,9 @@ def _ks(value: str) -> list[int] | None:
         raise ValueError(f"--ks expects whole numbers separated by commas, like 1,2,4,8, got {value!r}") from None
 
 
-def _depth_run(models, out, overwrite, restart, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device):
+def _depth_run(
+    models, out, overwrite, restart, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device, trust=False
+):
     from ..depth.run import DepthRun, TextSpec
 
     return DepthRun(
@@ -49,6 +51,7 @@ def _depth_run(models, out, overwrite, restart, text, n, seq_len, batch_size, se
         restart=restart,
         dtype=dtype,
         device=device,
+        trust_remote_code=trust,
     )
 
 
@@ -74,12 +77,26 @@ def norms(
     n_boot: NBoot = 1000,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate."""
     from ..depth.run import run_norms
 
     run = _depth_run(
-        models, out, overwrite, restart, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device
+        models,
+        out,
+        overwrite,
+        restart,
+        text,
+        n,
+        seq_len,
+        batch_size,
+        seed,
+        fit_range,
+        n_boot,
+        dtype,
+        device,
+        trust_remote_code,
     )
     folder, rows = run_norms(run, console=console)
     _show(folder, rows, "residual norm growth")
@@ -115,6 +132,7 @@ def horizon(
     n_boot: NBoot = 1000,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
     from ..depth.horizon import HorizonVariant
@@ -129,7 +147,20 @@ def horizon(
         position0=position0,
     )
     run = _depth_run(
-        models, out, overwrite, restart, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device
+        models,
+        out,
+        overwrite,
+        restart,
+        text,
+        n,
+        seq_len,
+        batch_size,
+        seed,
+        fit_range,
+        n_boot,
+        dtype,
+        device,
+        trust_remote_code,
     )
     thresholds = {"delta_ce": max_delta_ce, "kl": max_kl}
     folder, rows = run_horizon(run, console=console, ks=_ks(ks), variant=variant, thresholds=thresholds)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import Model, Overwrite, app, console
+from ._app import Model, Overwrite, TrustRemoteCode, app, console
 
 
 @app.command()
@@ -20,12 +20,15 @@ def orthogonalize(
     allow_other_model: Annotated[
         bool, typer.Option(help="use a direction found on another model of the same width")
     ] = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Remove a direction from every weight that writes into the residual stream and save the model."""
     from ..steering.export import export_orthogonalized
 
     with console.status(f"loading {model} and editing its weights ..."):
-        record = export_orthogonalized(direction, out, model, site or None, overwrite, allow_other_model)
+        record = export_orthogonalized(
+            direction, out, model, site or None, overwrite, allow_other_model, trust_remote_code=trust_remote_code
+        )
     console.print(
         f"removed the direction from {record['edited_modules']} weights "
         f"(tied embeddings untied: {record['untied_embeddings']}); saved {out}"

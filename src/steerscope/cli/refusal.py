@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import MODEL_HELP, Device, Dtype, MaxNewTokens, Out, Overwrite, Restart, app, console
+from ._app import MODEL_HELP, Device, Dtype, MaxNewTokens, Out, Overwrite, Restart, TrustRemoteCode, app, console
 
 
 def _induce_min(value: str) -> float | str:
@@ -49,6 +49,7 @@ def refusal(
     restart: Restart = False,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Find the refusal direction, ablate it, add it, and export the orthogonalized model.
 
@@ -75,6 +76,7 @@ def refusal(
         restart=restart,
         dtype=dtype,
         device=device,
+        trust_remote_code=trust_remote_code,
     )
     folder, summary = run_refusal(run, console)
     print_refusal_summary(summary, console)

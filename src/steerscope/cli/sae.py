@@ -19,6 +19,7 @@ from ._app import (
     Restart,
     Seed,
     Threads,
+    TrustRemoteCode,
     _load,
     app,
     console,
@@ -59,12 +60,13 @@ def train(
     threads: Threads = 1,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Train an SAE on streamed activations; saves cfg.json + sae_weights.safetensors (SAELens layout)."""
     from ..sae.train import TrainConfig, train_sae
 
     set_threads(threads)
-    lm = _load(model, dtype, device)
+    lm = _load(model, dtype, device, trust_remote_code)
     arch = "standard" if architecture == "relu" else architecture
     out = out or Path("runs/sae") / f"{lm.name.replace('/', '_')}_{site}_{arch}_x{expansion}"
     cfg = TrainConfig(
@@ -114,6 +116,7 @@ def features(
     threads: Threads = 1,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Rank SAE latents by how well they separate the two sides of contrast pairs; show what they fire on."""
     from ..core.io import write_json
@@ -126,7 +129,7 @@ def features(
         refuse_existing(out, overwrite)
     sae = load_saelens(sae_folder)
     contrast = load_pairs(pairs, split)
-    lm = _load(model, dtype, device)
+    lm = _load(model, dtype, device, trust_remote_code)
     ranked, shown = explain_features(lm, sae, contrast, read, by, top, text, n_sequences, seq_len, snippets)
     for side, rows in ranked.items():
         table = Table(title=Text(f"{side} side of {pairs} ({len(contrast)} pairs, read={read}) at {sae.cfg.site}"))
@@ -174,6 +177,7 @@ def steer(
     threads: Threads = 1,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Completions unsteered and with one SAE latent clamped (or its decoder direction added), side by side."""
     from ..sae.saelens import load_saelens
@@ -183,7 +187,7 @@ def steer(
         raise ValueError(f"--mode must be clamp or add, got {mode!r}")
     set_threads(threads)
     sae = load_saelens(sae_folder)
-    lm = _load(model, dtype, device)
+    lm = _load(model, dtype, device, trust_remote_code)
     prompts = prompt or DEFAULT_PROMPTS
     with console.status("generating ..."):
         texts = latent_completions(lm, sae, latent, value or [20.0], prompts, mode, max_new_tokens)

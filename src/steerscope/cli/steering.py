@@ -18,6 +18,7 @@ from ._app import (
     OutFile,
     Overwrite,
     Seed,
+    TrustRemoteCode,
     _load,
     app,
     console,
@@ -71,6 +72,7 @@ def extract(
     overwrite: Overwrite = False,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Find a steering vector from contrast pairs and save it (safetensors + metadata)."""
     from ..methods import fit, get_method
@@ -88,7 +90,7 @@ def extract(
     if n_pairs > len(contrast):
         raise ValueError(f"asked for {n_pairs} pairs but {pairs} ({split}) has {len(contrast)}; lower --n-pairs")
     contrast = contrast[: n_pairs or None]
-    lm = _load(model, dtype, device)
+    lm = _load(model, dtype, device, trust_remote_code)
     kwargs = {"batch_size": batch_size, "seed": seed, **options}
     if spec.reads:  # a method that reads every position (actadd) takes no read
         kwargs["read"] = read
@@ -119,6 +121,7 @@ def generate(
     ] = False,
     dtype: Dtype = "float32",
     device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Steered and unsteered completions side by side (same prompts, same seed)."""
     from ..steering.generate import steered_completions
@@ -126,7 +129,7 @@ def generate(
 
     vec = SteeringVector.load(vector)
     prompts = prompt or ["I think that"]
-    lm = _load(model, dtype, device)
+    lm = _load(model, dtype, device, trust_remote_code)
     with console.status("generating ..."):
         texts = steered_completions(
             lm,
@@ -167,6 +170,7 @@ def pairs_generate(
     batch_size: Annotated[int, typer.Option(help="prompts per request batch")] = 8,
     max_requests: Annotated[int, typer.Option(help="give up after this many requests (0: 10 x n)")] = 0,
     overwrite: Overwrite = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Write validated, de-duplicated contrast pairs for a concept with a language model."""
     from ..core.runs import progress_bar
@@ -176,7 +180,11 @@ def pairs_generate(
     if writer not in ("local", "endpoint"):
         raise ValueError(f"--writer must be local or endpoint, got {writer!r}")
     refuse_existing(out, overwrite)
-    write = EndpointWriter.from_env() if writer == "endpoint" else LocalWriter(_load(model, "float32", "cpu"))
+    write = (
+        EndpointWriter.from_env()
+        if writer == "endpoint"
+        else LocalWriter(_load(model, "float32", "cpu", trust_remote_code))
+    )
     with progress_bar(console) as progress:
         task = progress.add_task(f"pairs for {concept!r}", total=n)
         pairs, requests = generate_pairs(

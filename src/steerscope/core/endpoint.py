@@ -30,18 +30,13 @@ class EndpointError(SteerscopeError, ConnectionError, ValueError):
     """A call to the chat endpoint failed (no answer, an HTTP error status, or a reply that is not a chat reply)."""
 
 
+_USERINFO = re.compile(r"(^|//)([^\s/@:]*)(:[^\s/@]*)?@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password (user:KEY@host) and secret-looking query values shown as ***."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.netloc
-    except ValueError:
-        return _SECRET_QUERY.sub(rf"\1{HIDDEN}", re.sub(r"//[^/@]*@", f"//{HIDDEN}@", url))
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{HIDDEN}@{host}" if ":" in userinfo else f"{HIDDEN}@{host}"
-    text = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """The URL with any password (user:KEY@host, shown user:***@host), a bare token before the host (***@host)
+    and secret-looking query values (?api_key=***) hidden."""
+    text = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:{HIDDEN}@" if m[3] else f"{m[1]}{HIDDEN}@", url)
     return _SECRET_QUERY.sub(rf"\1{HIDDEN}", text)
 
 

@@ -61,6 +61,7 @@ class DepthRun:
     dtype: str = "float32"
     device: str = "cpu"
     restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
+    trust_remote_code: bool = False  # run Python code shipped in a model folder (see load_model)
 
     def __post_init__(self) -> None:
         whole(self.n_boot, "bootstrap resamples (--n-boot)", 1)
@@ -107,7 +108,7 @@ def _each_model(run: DepthRun, console: Console, lent: LoadedModel | None = None
     if lent is not None and len(run.models) != 1:
         raise ValueError(f"a loaded model stands for one model spec, but the run names {len(run.models)}")
     for spec in run.models:
-        lm = lent or load_model(spec, dtype=run.dtype, device=run.device)
+        lm = lent or load_model(spec, dtype=run.dtype, device=run.device, trust_remote_code=run.trust_remote_code)
         console.print(f"[bold]{spec}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
         yield spec, lm
         del lm

@@ -77,6 +77,7 @@ class RefusalRun:
     dtype: str = "float32"
     device: str = "cpu"
     restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
+    trust_remote_code: bool = False  # run Python code shipped in the model folder (see load_model)
 
     def config(self) -> dict:
         """What candidate directions and their scores depend on: the run folder's settings record (thresholds
@@ -194,7 +195,11 @@ def run_refusal(run: RefusalRun, console: Console | None = None, lm: LoadedModel
     console = console or Console()
     folder = RunFolder(run.out, run.config(), run.overwrite, run.restart)
     lent = lm is not None
-    lm = lm if lent else load_model(run.model, dtype=run.dtype, device=run.device)
+    lm = (
+        lm
+        if lent
+        else load_model(run.model, dtype=run.dtype, device=run.device, trust_remote_code=run.trust_remote_code)
+    )
     info = model_info(lm, run.model)  # before the export edits the weights (and the fingerprint)
     console.print(f"[bold]{run.model}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
     harmful_test = chat_prompts(lm, load_instructions("harmful", "test")[: run.n_test])

@@ -32,6 +32,7 @@ def export_orthogonalized(
     overwrite: bool = False,
     allow_other_model: bool = False,
     lm: LoadedModel | None = None,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Remove the direction stored in the file `direction` from every residual write of the model (`lm`, or
     loaded from `model`) and save it to `out`; returns the edit record. Checks everything before the load."""
@@ -40,7 +41,7 @@ def export_orthogonalized(
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite or choose another folder")
-    lm = lm or load_model(model)
+    lm = lm or load_model(model, trust_remote_code=trust_remote_code)
     vector.check(lm, allow_other_model)
     record = orthogonalize(lm, unit)
     record.update({"direction_file": str(direction), "site": site, "method": vector.meta.get("method")})
