@@ -94,17 +94,23 @@ def _depth_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Console
         f"steerscope horizon {demo.model} --n {s.text_n} --seq-len {s.text_len} "
         f"--ks {','.join(map(str, ks))} --out runs/horizon"
     )
-    images = "".join(html.image(p, p.name) for p in sorted(out.rglob("*.png")))
-    body = (
-        f"<p>Residual stream norm growth per layer (positions >= 1, fit over layer boundaries "
-        f"{row['fit_layers'][0]}-{row['fit_layers'][1]}): raw x{row['growth_raw']:.4f} "
-        f"{html.fmt(row['growth_raw_ci'])}, mean-centred x{row['growth_centred']:.4f} "
-        f"{html.fmt(row['growth_centred_ci'])}.</p>"
-        f"<p>Effective layer horizon (clean-sourced, coarse sweep k = {', '.join(map(str, ks))} on "
-        f"{s.text_n} x {s.text_len} Wikipedia tokens): k* = {html.fmt(row['k_star_delta_ce'])} by |delta CE| < 0.1 "
-        f"and {html.fmt(row['k_star_kl'])} by KL < 0.1, of L = {row['layers']} layers. A coarse sweep only bounds "
-        "k*; sweep every k for the exact value.</p>"
-        f"{images}<p>Reproduce:</p>{html.code_block(command)}"
+    images = [html.image(p, p.name) for p in sorted(out.rglob("*.png"))]
+    body = html.join(
+        html.paragraph(
+            "Residual stream norm growth per layer (positions >= 1, fit over layer boundaries "
+            f"{row['fit_layers'][0]}-{row['fit_layers'][1]}): raw x{row['growth_raw']:.4f} "
+            f"{html.fmt(row['growth_raw_ci'])}, mean-centred x{row['growth_centred']:.4f} "
+            f"{html.fmt(row['growth_centred_ci'])}."
+        ),
+        html.paragraph(
+            f"Effective layer horizon (clean-sourced, coarse sweep k = {', '.join(map(str, ks))} on "
+            f"{s.text_n} x {s.text_len} Wikipedia tokens): k* = {html.fmt(row['k_star_delta_ce'])} by |delta CE| < 0.1 "
+            f"and {html.fmt(row['k_star_kl'])} by KL < 0.1, of L = {row['layers']} layers. A coarse sweep only bounds "
+            "k*; sweep every k for the exact value."
+        ),
+        *images,
+        html.paragraph("Reproduce:"),
+        html.code_block(command),
     )
     return body, {"command": command, **{k: row[k] for k in ("growth_raw", "growth_centred", "k_star_delta_ce",
                                                           "k_star_kl", "layers")}}  # fmt: skip
@@ -134,15 +140,22 @@ def _steering_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str,
         f"--out sentiment.safetensors\nsteerscope generate {demo.model} --vector sentiment.safetensors "
         f"--coefficient {c:g} --coefficient {-c:g} --max-new-tokens {s.max_new_tokens} {prompt_args}"
     )
-    body = (
-        f"<p>A mean-difference vector from {s.n_pairs} built-in sentiment pairs at <code>{site}</code> "
-        f"(norm {vector.meta['norms'][site]:.2f}), added at every position with coefficient +{c:g} and -{c:g}; "
-        f"greedy decoding, {s.max_new_tokens} new tokens, repetition penalty 1.3, held-out prompts.</p>"
-        + html.table(rows)
-        + "<p>Share of completions VADER scores positive (compound >= 0.05): "
-        + ", ".join(f"{label}: {v:.2f}" for label, v in share.items())
-        + f" (n = {len(prompts)} prompts: an illustration, not a measurement; the method comparison below "
-        "measures).</p>" + f"<p>Reproduce:</p>{html.code_block(command)}"
+    body = html.join(
+        html.paragraph(
+            f"A mean-difference vector from {s.n_pairs} built-in sentiment pairs at ",
+            html.code(site),
+            f" (norm {vector.meta['norms'][site]:.2f}), added at every position with coefficient +{c:g} and -{c:g}; "
+            f"greedy decoding, {s.max_new_tokens} new tokens, repetition penalty 1.3, held-out prompts.",
+        ),
+        html.table(rows),
+        html.paragraph(
+            "Share of completions VADER scores positive (compound >= 0.05): "
+            + ", ".join(f"{label}: {v:.2f}" for label, v in share.items())
+            + f" (n = {len(prompts)} prompts: an illustration, not a measurement; the method comparison below "
+            "measures)."
+        ),
+        html.paragraph("Reproduce:"),
+        html.code_block(command),
     )
     return body, {"site": site, "positive_share": share, "command": command}
 
@@ -178,7 +191,7 @@ def _comparison_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[st
     summary = [{k: r.get(k) for k in keep if k in r} for r in data["summary"]]
     shown = ("baseline", "positive", "positive_lo", "positive_hi", "fluency_cost", "delta_ce", "kl")
     baselines = [{k: r.get(k) for k in shown} for r in data["baselines"]]
-    images = "".join(html.image(p, p.name) for p in sorted(report.glob("*.png")))
+    images = html.join(*(html.image(p, p.name) for p in sorted(report.glob("*.png"))))
     toml = (
         f'models = ["{demo.model}"]\nmethods = ["mean_diff", "probe"]\nsites = ["{site}"]\n'
         f"coefficients = {list(s.sweep_coefficients)}\nn_pairs = {list(s.sweep_n_pairs)}\nseeds = [0]\n"
@@ -191,24 +204,29 @@ def _comparison_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[st
         f"cat > demo_sweep.toml <<'EOF'\n{toml}\nEOF\n"
         "steerscope sweep demo_sweep.toml\nsteerscope report runs/demo_sweep"
     )
-    body = (
-        f"<p>mean_diff and probe vectors from n = {', '.join(map(str, s.sweep_n_pairs))} sentiment pairs at "
-        f"<code>{site}</code>; the coefficient is chosen on validation prompts and reported on separate test "
-        "prompts, next to the unsteered model, a random direction of matched norm and prompting (the instruction "
-        "to be positive put in the prompt). A small version of the full comparison "
-        "(<code>configs/sentiment_sample_complexity.toml</code>).</p>"
-        + html.table(summary)
-        + "<p>Baselines (test):</p>"
-        + html.table(baselines)
-        + images
-        + f"<p>Reproduce:</p>{html.code_block(command)}"
+    body = html.join(
+        html.paragraph(
+            f"mean_diff and probe vectors from n = {', '.join(map(str, s.sweep_n_pairs))} sentiment pairs at ",
+            html.code(site),
+            "; the coefficient is chosen on validation prompts and reported on separate test "
+            "prompts, next to the unsteered model, a random direction of matched norm and prompting (the instruction "
+            "to be positive put in the prompt). A small version of the full comparison (",
+            html.code("configs/sentiment_sample_complexity.toml"),
+            ").",
+        ),
+        html.table(summary),
+        html.paragraph("Baselines (test):"),
+        html.table(baselines),
+        images,
+        html.paragraph("Reproduce:"),
+        html.code_block(command),
     )
     return body, {"summary": summary, "baselines": baselines, "command": command}
 
 
 def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Console) -> tuple[str, dict]:
     if not getattr(lm.tokenizer, "chat_template", None):
-        return "<p>Skipped: this model has no chat template, so it has no assistant turn to refuse in.</p>", {}
+        return html.paragraph("Skipped: this model has no chat template, so it has no assistant turn to refuse in."), {}
     s = demo.sizes
     step = max(1, lm.n_layers // s.refusal_layer_frac_step)
     run = RefusalRun(
@@ -239,36 +257,44 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Conso
     except RuntimeError as exc:  # no candidate passed the published filters: show what was scored
         figure = folder.path("refusal.partial", "candidates.png")
         shown = html.image(figure, "refusal-direction candidates") if figure.is_file() else ""
-        again = f"<p>Reproduce:</p>{html.code_block(command)}"
-        message = f"<p>No refusal direction was selected: {html.escape(str(exc))}</p>"
-        return message + shown + again, {"error": str(exc), "command": command}
+        again = html.join(html.paragraph("Reproduce:"), html.code_block(command))
+        message = html.paragraph(f"No refusal direction was selected: {exc}")
+        return html.join(message, shown, again), {"error": str(exc), "command": command}
     rates = [{"condition": k, **v} for k, v in summary["refusal"].items()]
     effects = [{"intervention": k, "delta_ce": v["delta_ce"]["mean"], "kl": v["kl"]["mean"]}
                for k, v in summary["text"].items()]  # fmt: skip
     c = summary["chosen"]
     base_rate = summary["refusal"]["harmful"]["refusal_rate"]
     caveat = (
-        f"<p><b>This model refuses only {base_rate:.0%} of the harmful requests without intervention</b>, so there is "
-        "little refusal to remove and a direction chosen from a thinned sweep on few prompts may not be a refusal "
-        "direction at all: read the rates below as a check of the pipeline, not as evidence. Run the full protocol "
-        "on an instruct model that refuses (docs/results.md gives numbers for one that does).</p>"
+        html.paragraph(
+            html.bold(f"This model refuses only {base_rate:.0%} of the harmful requests without intervention"),
+            ", so there is little refusal to remove and a direction chosen from a thinned sweep on few prompts may "
+            "not be a refusal direction at all: read the rates below as a check of the pipeline, not as evidence. "
+            "Run the full protocol on an instruct model that refuses (docs/results.md gives numbers for one that "
+            "does).",
+        )
         if base_rate < 0.5
-        else ""
+        else html.Html("")
     )
     chosen_site = site_name("resid_pre", c["layer"])
-    body = caveat + (
-        f"<p>Direction: harmful minus harmless mean at <code>{chosen_site}</code>, post-instruction "
-        f"position {c['position']}, "
-        f"chosen among the layers 0, {step}, {2 * step}, ... on {s.refusal_n_val} validation prompts of each kind "
-        "(its addition must "
-        "raise the harmless prompts' refusal score above their own level, not above even odds as in the published "
-        "rule, which small models that barely refuse never meet). Refusal rates "
-        f"on {s.refusal_n_test} held-out instructions of each kind, greedy, {s.refusal_new_tokens} new tokens:</p>"
-        + html.table(rates, ["condition", "refusal_rate", "ci", "n"])
-        + "<p>Side effects on Wikipedia text:</p>"
-        + html.table(effects)
-        + html.image(out / "candidates.png", "refusal-direction candidates")
-        + f"<p>Reproduce:</p>{html.code_block(command)}"
+    body = html.join(
+        caveat,
+        html.paragraph(
+            "Direction: harmful minus harmless mean at ",
+            html.code(chosen_site),
+            f", post-instruction position {c['position']}, "
+            f"chosen among the layers 0, {step}, {2 * step}, ... on {s.refusal_n_val} validation prompts of each kind "
+            "(its addition must "
+            "raise the harmless prompts' refusal score above their own level, not above even odds as in the published "
+            "rule, which small models that barely refuse never meet). Refusal rates "
+            f"on {s.refusal_n_test} held-out instructions of each kind, greedy, {s.refusal_new_tokens} new tokens:",
+        ),
+        html.table(rates, ["condition", "refusal_rate", "ci", "n"]),
+        html.paragraph("Side effects on Wikipedia text:"),
+        html.table(effects),
+        html.image(out / "candidates.png", "refusal-direction candidates"),
+        html.paragraph("Reproduce:"),
+        html.code_block(command),
     )
     return body, {"chosen": c, "refusal": summary["refusal"], "command": command}
 
@@ -278,7 +304,7 @@ def _resumable(folder: RunFolder, name: str, part) -> tuple[str, dict]:
     done = folder.path("parts", f"{name}.json")
     if done.is_file():
         kept = json.loads(done.read_text(encoding="utf-8"))
-        return kept["body"], kept["results"]
+        return html.Html(kept["body"]), kept["results"]  # markup this demo wrote (escaped when it was made)
     body, results = part()
     write_json(done, {"body": body, "results": results})
     return body, results
@@ -318,12 +344,17 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
     sections.append(
         (
             "Sparse autoencoders",
-            "<p>Not run in the demo: training a useful SAE takes a quarter of an hour or more on 2 CPU cores. "
-            "Train one, find features from contrast pairs and steer with them:</p>"
-            + html.code_block(
-                f"steerscope sae train {demo.model} --site {site_name('resid_pre', lm.n_layers // 3)} --out runs/sae\n"
-                f"steerscope sae features runs/sae --model {demo.model} --pairs sentiment\n"
-                f"steerscope sae steer runs/sae --model {demo.model} --latent N --mode clamp"
+            html.join(
+                html.paragraph(
+                    "Not run in the demo: training a useful SAE takes a quarter of an hour or more on 2 CPU cores. "
+                    "Train one, find features from contrast pairs and steer with them:"
+                ),
+                html.code_block(
+                    f"steerscope sae train {demo.model} --site {site_name('resid_pre', lm.n_layers // 3)} "
+                    "--out runs/sae\n"
+                    f"steerscope sae features runs/sae --model {demo.model} --pairs sentiment\n"
+                    f"steerscope sae steer runs/sae --model {demo.model} --latent N --mode clamp"
+                ),
             ),
         )
     )

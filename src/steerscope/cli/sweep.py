@@ -41,13 +41,20 @@ def report_command(
     results: Annotated[Path, typer.Argument(help="a sweep's results folder (or its results.sqlite)")],
     out: Annotated[Path | None, typer.Option(help="report folder (default: RESULTS/report)")] = None,
     n_boot: NBoot = 1000,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace an existing --out that is not an earlier report (once the new one is done)")
+    ] = False,
 ) -> None:
-    """Figures (sample complexity, effect vs fluency, layer sweep), CSV/JSON tables and an HTML page."""
-    _report(results, out, n_boot)
+    """Figures (sample complexity, effect vs fluency, layer sweep), CSV/JSON tables and an HTML page.
+
+    The results are only read. The report is written in OUT.partial and swapped in when complete; an earlier
+    report in OUT is replaced on every run (it is derived output), any other existing OUT needs --overwrite.
+    """
+    _report(results, out, n_boot, overwrite)
 
 
-def _report(results: Path, out: Path | None = None, n_boot: int = 1000) -> None:
+def _report(results: Path, out: Path | None = None, n_boot: int = 1000, overwrite: bool = False) -> None:
     from ..sweep.report import sweep_report
 
-    folder = sweep_report(results, out, n_boot)
+    folder = sweep_report(results, out, n_boot, overwrite)
     console.print(f"report in {folder} (open {folder / 'index.html'})")

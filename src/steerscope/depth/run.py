@@ -225,12 +225,15 @@ def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun
     sections.append(
         (
             "Text",
-            f"<p>{text.n} sequences of {text.seq_len} tokens from <code>{text.source}</code> "
-            f"(selection seed {text.seed}); norms exclude position 0.</p>",
+            html.paragraph(
+                f"{text.n} sequences of {text.seq_len} tokens from ",
+                html.code(text.source),
+                f" (selection seed {text.seed}); norms exclude position 0.",
+            ),
         )
     )
     if kind == "horizon":
-        sections.append(("Variant", f"<p>{variant.describe()}</p>"))
+        sections.append(("Variant", html.paragraph(variant.describe())))
         if len(rows) > 1:
             for name, key, label in (
                 ("kstar_vs_depth.png", "layers", "layers"),
@@ -240,7 +243,7 @@ def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun
                 sections.append((f"k* against {label}", html.image(folder.path(name), name)))
     for row in rows:
         base = folder.path(slug(row["model"]))
-        images = "".join(html.image(p, p.name) for p in sorted(base.glob("*.png")))
+        images = html.join(*(html.image(p, p.name) for p in sorted(base.glob("*.png"))))
         sections.append((row["model"], images))
     folder.path("index.html").write_text(html.page(f"steerscope {kind}", sections), encoding="utf-8")
 

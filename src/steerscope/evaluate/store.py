@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import SteerscopeError
 from ..core.runs import RunSettingsError, check_settings
 from .stats import bootstrap_mean_ci
 
@@ -31,6 +32,47 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT);
 
 
 SettingsMismatchError = RunSettingsError  # a store written with other settings than the sweep that resumes it
+
+#: the tables (and the columns of each) a steerscope results store holds
+TABLES = {
+    "results": {"cell", *CELL_FIELDS, "metric", "value", "ci_low", "ci_high", "n_items", "items"},
+    "samples": {"cell", "texts"},
+    "settings": {"name", "value"},
+}
+
+
+class NotAResultStoreError(SteerscopeError, ValueError):
+    """A file given as sweep results that is missing, not SQLite, or a SQLite file without a store's tables."""
+
+
+def _expected(path: Path) -> str:
+    return f"give the results.sqlite a sweep wrote (tables {', '.join(TABLES)}), or the sweep's folder"
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection (sqlite `mode=ro`) to an existing steerscope store; nothing is created or changed."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise NotAResultStoreError(f"no sweep results at {path}: it {what}; {_expected(path)}")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        found = {
+            name: {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            if name in TABLES
+        }
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise NotAResultStoreError(f"{path} is not a steerscope results store: not a SQLite file ({exc}); "
+                                   f"{_expected(path)}") from None  # fmt: skip
+    missing = [f"{t} table" if t not in found else f"{t}.{c}" for t, cols in TABLES.items()
+               for c in (sorted(cols - found[t]) if t in found else [t])]  # fmt: skip
+    if missing:
+        conn.close()
+        raise NotAResultStoreError(
+            f"{path} is not a steerscope results store: it lacks {', '.join(missing)}; {_expected(path)}"
+        )
+    return conn
 
 
 @dataclass(frozen=True)
@@ -60,12 +102,21 @@ def _summary(values: np.ndarray, n_boot: int) -> tuple[float, float, float]:
 
 
 class ResultStore:
-    """Open (or create) a store; use as a context manager or call close()."""
+    """Open (or create) a store; use as a context manager or call close().
 
-    def __init__(self, path: str | Path, n_boot: int = 1000):
+    `read_only`: open an existing store for reading only (what `steerscope report` does): the file is opened
+    with sqlite's `mode=ro`, so neither tables nor the journal mode are changed, and a missing file, a file that
+    is not SQLite or one without a store's tables is a NotAResultStoreError naming the file.
+    """
+
+    def __init__(self, path: str | Path, n_boot: int = 1000, read_only: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.n_boot = n_boot
+        self.read_only = read_only
+        if read_only:
+            self.conn = _open_read_only(self.path)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")

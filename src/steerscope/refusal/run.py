@@ -326,9 +326,12 @@ def _write_page(folder: RunFolder, summary: dict, completions: dict, harmful_tes
     sections = [
         (
             "Chosen direction",
-            f"<p>{site_name('resid_pre', c['layer'])} at post-instruction position {c['position']} "
-            f"(norm {c['norm']:.3g}); bypass score {c['bypass']:.3g}, induce score {c['induce']:.3g}, "
-            f"KL {c['kl']:.3g}. Rule: {html.fmt(summary['selection'])}</p>",
+            html.paragraph(
+                html.code(site_name("resid_pre", c["layer"])),
+                f" at post-instruction position {c['position']} (norm {c['norm']:.3g}); bypass score "
+                f"{c['bypass']:.3g}, induce score {c['induce']:.3g}, KL {c['kl']:.3g}. "
+                f"Rule: {html.fmt(summary['selection'])}",
+            ),
         ),
         ("Refusal rate (held-out test instructions)", html.table(rows)),
         ("Side effects on Wikipedia text", html.table(text_rows)),

@@ -1,4 +1,10 @@
-"""A small self-contained HTML page: tables and embedded PNG figures."""
+"""A small self-contained HTML page: tables and embedded PNG figures.
+
+Every piece of text reaches a page through these helpers, which escape it: `paragraph`, `code`, `bold`,
+`table`, `code_block`, `image` and `page` return `Html` (markup made here from escaped text), and a plain
+`str` handed to `paragraph`, `join` or as a `page` section body is escaped, never inserted as markup. So a
+model name, file path, dataset name, prompt or completion holding `<script>` or `onerror=` shows as text.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,41 @@ import html
 from pathlib import Path
 
 
-def table(rows: list[dict], columns: list[str] | None = None) -> str:
+class Html(str):
+    """Markup safe to put in a page as it is: made by the helpers below from escaped text."""
+
+
+def _safe(part) -> str:
+    """A part of a page: Html as it is, anything else (a str, a number) escaped as text."""
+    return part if isinstance(part, Html) else html.escape(fmt(part))
+
+
+def join(*parts) -> Html:
+    """Parts side by side: Html kept, plain text escaped."""
+    return Html("".join(_safe(p) for p in parts))
+
+
+def paragraph(*parts) -> Html:
+    """One <p>: plain strings are escaped text; `code(...)`, `bold(...)` and other Html are kept."""
+    return Html(f"<p>{join(*parts)}</p>")
+
+
+def code(text) -> Html:
+    """Inline code (a site, a path, a metric name), escaped."""
+    return Html(f"<code>{_safe(text)}</code>")
+
+
+def bold(text) -> Html:
+    return Html(f"<b>{_safe(text)}</b>")
+
+
+def table(rows: list[dict], columns: list[str] | None = None) -> Html:
     if not rows:
-        return "<p>(no rows)</p>"
+        return paragraph("(no rows)")
     columns = columns or list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(r.get(c)) for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _cell(value) -> str:
@@ -35,19 +69,19 @@ def escape(text: str) -> str:
     return html.escape(text)
 
 
-def code_block(text: str) -> str:
+def code_block(text: str) -> Html:
     """Commands to copy, preformatted."""
-    return f"<pre><code>{html.escape(text)}</code></pre>"
+    return Html(f"<pre><code>{html.escape(text)}</code></pre>")
 
 
-def image(path: Path, alt: str) -> str:
+def image(path: Path, alt: str) -> Html:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return Html(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
 
 
 def page(title: str, sections: list[tuple[str, str]]) -> str:
-    """sections: (heading, HTML body) pairs."""
-    parts = "".join(f"<section><h2>{html.escape(h)}</h2>{body}</section>" for h, body in sections)
+    """sections: (heading, body) pairs; a body is Html from these helpers (a plain str is shown as text)."""
+    parts = "".join(f"<section><h2>{html.escape(str(h))}</h2>{_body(body)}</section>" for h, body in sections)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
@@ -58,3 +92,7 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{parts}</body></html>"
     )
+
+
+def _body(body) -> str:
+    return body if isinstance(body, Html) else paragraph(body)

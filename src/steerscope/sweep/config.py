@@ -82,10 +82,12 @@ class SweepConfig:
         return self.random_n_pairs or max(self.n_pairs)
 
     def settings(self) -> dict:
-        """What shapes every measured value; a store refuses to be resumed with different settings."""
-        d = asdict(self)
-        keys = ("generation", "selection", "side_effects", "n_boot", "dtype", "custom_datasets", "method_options")
-        return {k: d[k] for k in keys}
+        """Every setting of the sweep: the grid (models, methods, sites, coefficients, n_pairs, seeds, datasets,
+        baselines, random_n_pairs, reference_method) and what shapes each value (generation, selection, side
+        effects, n_boot, dtype, device, method options, dataset definitions). The run folder and the store record
+        them, and a rerun with any one different is refused naming each (old -> new): results of two grids are
+        never merged into one store or report."""
+        return asdict(self)
 
 
 _TABLES = {"generation": GenerationSpec, "selection": SelectionSpec, "side_effects": SideEffectSpec}

@@ -6,6 +6,8 @@ RESULTS/report/: summary.csv (effect, fluency, side effects and the cost of find
 per method and n_pairs), comparison.csv (methods at the reference method's coefficient: matched norm),
 baselines.csv, selection.csv, report.json, the figures sample_complexity.png, amortized_cost.png (effect
 against total tokens and FLOPs, an SAE's training included), tradeoff.png, layer_sweep.png, and index.html.
+The store is opened read-only; the report folder is a core.runs.RunFolder (written in `<report>.partial/`,
+swapped in when complete), and an earlier report is replaced on each run since it is derived output.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..core.io import atomic_write_text, write_csv, write_json
-from ..core.runs import slug
-from ..evaluate.store import ResultStore
+from ..core.runs import OutputExistsError, RunFolder, read_settings, slug
+from ..evaluate.store import NotAResultStoreError, ResultStore
 from ..methods import COST_METRICS, is_control
 from ..render import html
 from .datasets import get_task
@@ -30,12 +32,48 @@ SHOWN_COSTS = ("cost_pair_tokens", "cost_sae_tokens", "cost_total_tokens", "cost
 EXAMPLES = 4
 
 
+REPORT_KIND = "sweep report"  # the settings record's `kind`: what marks a folder as a report this module wrote
+
+
 def _store_path(results: str | Path) -> Path:
     results = Path(results)
     path = results / STORE_NAME if results.is_dir() else results
     if not path.is_file():
-        raise FileNotFoundError(f"no sweep results at {path}; give the folder a sweep wrote (it holds {STORE_NAME})")
+        raise NotAResultStoreError(
+            f"no sweep results at {path}; give the folder a sweep wrote (it holds {STORE_NAME}) or that file"
+        )
     return path
+
+
+def _is_report(folder: Path) -> bool:
+    """Whether `folder` is a report an earlier `steerscope report` wrote (so it may be replaced)."""
+    try:
+        record = read_settings(folder)
+    except (OSError, ValueError):
+        return False
+    if record is not None:
+        return record.get("kind") == REPORT_KIND
+    return (folder / "report.json").is_file() and (folder / "index.html").is_file()  # written before the record
+
+
+def _report_folder(path: Path, out: Path, n_boot: int, overwrite: bool) -> RunFolder:
+    """The report's run folder: written in `<out>.partial/` and swapped in when complete.
+
+    A report is derived output: an existing `out` that holds an earlier report is replaced (atomically, once
+    the new one is complete) on every run, so `steerscope report RESULTS` can be rerun as it is; an existing
+    `out` that is not a report is refused unless `overwrite`. A folder holding the results read is always
+    refused. An unfinished `<out>.partial/` of a killed report is discarded and written anew.
+    """
+    store = path.resolve()
+    if store.is_relative_to(out.resolve()):
+        raise OutputExistsError(f"the report folder {out} holds the results it reports ({path}); choose another --out")
+    if out.exists() and not overwrite and not (out.is_dir() and _is_report(out)):
+        raise OutputExistsError(
+            f"output folder {out} already exists and is not a steerscope sweep report; "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    settings = {"kind": REPORT_KIND, "results": str(store), "n_boot": n_boot}
+    return RunFolder(out, settings, overwrite=True, restart=True)
 
 
 def _flat(prefix: str, summary: dict | None) -> dict:
@@ -154,18 +192,25 @@ def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values))
 
 
-def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int = 1000) -> Path:
-    """Write the report of a sweep; returns the folder (default RESULTS/report)."""
+def sweep_report(
+    results: str | Path, out: str | Path | None = None, n_boot: int = 1000, overwrite: bool = False
+) -> Path:
+    """Write the report of a sweep; returns the folder (default RESULTS/report).
+
+    The results are only read (the store is opened read-only; a file that is not a steerscope results store is a
+    NotAResultStoreError). The report is written in `<out>.partial/` and moved into place when complete, so a
+    killed report never leaves a mix of old and new files. An earlier report in `out` is replaced on every run
+    (a report is derived output); any other existing `out` is refused unless `overwrite`.
+    """
     path = _store_path(results)
     out = Path(out) if out else path.parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    config_file = path.parent / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    fits_file = path.parent / FITS_NAME
-    fits = json.loads(fits_file.read_text()) if fits_file.is_file() else {}
-    with ResultStore(path) as store:
+    with ResultStore(path, read_only=True) as store:  # first: a foreign file is refused before anything is written
         settings = store.settings()
         rows = store.rows()
+        config = _read_json(path.parent / "config.json")
+        fits = _read_json(path.parent / FITS_NAME)
+        folder = _report_folder(path, out, n_boot, overwrite)
+        work = folder.path()
         groups = sorted({(r["model"], r["dataset"]) for r in rows})
         sections, everything = [], {"summary": [], "comparison": [], "baselines": [], "selection": []}
         for model, dataset in groups:
@@ -177,15 +222,25 @@ def sweep_report(results: str | Path, out: str | Path | None = None, n_boot: int
                 config.get("reference_method", "mean_diff"),
                 n_boot,
             )
-            sections += _group_report(g, store, out, everything, len(groups) > 1)
+            sections += _group_report(g, store, work, everything, len(groups) > 1)
             fitted = _fit_rows(fits, model, dataset)
             if fitted:
                 sections.append((f"{model}, {dataset}: what was fitted", html.table(fitted)))
     for name in ("summary", "comparison", "baselines", "selection"):
-        write_csv(out / f"{name}.csv", everything[name])
-    write_json(out / "report.json", {"settings": settings, "config": config, **everything})
-    atomic_write_text(out / "index.html", html.page("steerscope sweep report", sections))
-    return out
+        write_csv(folder.path(f"{name}.csv"), everything[name])
+    write_json(folder.path("report.json"), {"settings": settings, "config": config, **everything})
+    atomic_write_text(folder.path("index.html"), html.page("steerscope sweep report", sections))
+    return folder.commit()
+
+
+def _read_json(path: Path) -> dict:
+    """A sweep's side file (config.json, fits.json), or {} when the sweep wrote none."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotAResultStoreError(f"{path} is not the JSON a sweep writes ({exc}); rerun the sweep") from None
 
 
 def file_stem(model: str, dataset: str, name: str) -> str:
@@ -322,18 +377,22 @@ def _row(c: dict, g: _Group) -> dict:
     }
 
 
-def _protocol_text(g: _Group) -> str:
-    return (
-        f"<p>Effect: <code>{g.effect}</code> ({g.task.scorer} scorer), mean over seeds (pair subsets) and test "
+def _protocol_text(g: _Group) -> html.Html:
+    return html.paragraph(
+        "Effect: ",
+        html.code(g.effect),
+        f" ({g.task.scorer} scorer), mean over seeds (pair subsets) and test "
         "prompts, with 95% bootstrap intervals resampling both. Coefficient and site chosen on validation prompts: "
         "the largest validation effect among settings whose fluency cost (cross-entropy of the completions under the "
         "unsteered model, minus that of the unsteered completions, nats/token) is within the limit. Side effects: "
         "delta CE and KL(clean || steered) on natural text with the vector applied. "
-        f"Prompting baseline instruction: <code>{html.html.escape(g.task.instruction.strip())}</code>.</p>"
+        "Prompting baseline instruction: ",
+        html.code(g.task.instruction.strip()),
+        ".",
     )
 
 
-def _examples(g: _Group, chosen: list[dict], store: ResultStore) -> str:
+def _examples(g: _Group, chosen: list[dict], store: ResultStore) -> html.Html:
     from ..evaluate.store import cell_of
 
     prompts = g.task.split_prompts()["test"][:EXAMPLES]
@@ -356,4 +415,4 @@ def _examples(g: _Group, chosen: list[dict], store: ResultStore) -> str:
     table = [
         {"prompt": p, **{k: v[i] if i < len(v) else "" for k, v in columns.items()}} for i, p in enumerate(prompts)
     ]
-    return html.table(table).replace("text-align:right", "text-align:left")
+    return html.table(table)  # text cells (class "t") are left-aligned by the page's style

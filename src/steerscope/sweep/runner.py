@@ -101,7 +101,7 @@ class SweepRunner:
             self.preloaded[config.models[0]] = lm
         tasks = {name: get_task(name, config.custom_datasets) for name in config.datasets}
         defined = {name: {**asdict(t), "split_prompts": t.split_prompts()} for name, t in tasks.items()}
-        settings = {**config.settings(), "datasets": defined}
+        settings = {**config.settings(), "dataset_definitions": defined}  # the grid and what each dataset holds
         self.folder = RunFolder(out, settings, overwrite, restart)
         self.out = self.folder.path()  # the partial folder until the sweep is complete
         self.store = ResultStore(self.out / STORE_NAME, n_boot=config.n_boot)
