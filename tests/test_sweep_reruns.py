@@ -241,7 +241,7 @@ def _changed(folder):
     """Each setting a rerun may change: (the config override, the setting named in the refusal)."""
     other_dataset = {"otherset": write_tiny_dataset(folder)}
     return {
-        "methods": ({"methods": ["mean_diff", "actadd"]}, "methods: [\"mean_diff\"] -> [\"mean_diff\", \"actadd\"]"),
+        "methods": ({"methods": ["mean_diff", "actadd"]}, 'methods: ["mean_diff"] -> ["mean_diff", "actadd"]'),
         "coefficients": ({"coefficients": [1.0, 2.0]}, "coefficients: [1.0] -> [1.0, 2.0]"),
         "sites": ({"sites": ["resid_pre.2"]}, 'sites: ["resid_pre.1"] -> ["resid_pre.2"]'),
         "n_pairs": ({"n_pairs": [1, 2]}, "n_pairs: [1] -> [1, 2]"),
