@@ -140,13 +140,19 @@ def read(
     """Record activations at sites during any forward calls inside the block.
 
     With `reduce(site_name, activation)`, activations are handed over instead of kept.
-    With `stop_after_deepest`, the forward pass is cut once every site has been read (the model
-    call then returns nothing; the exception is absorbed when the block exits).
+
+    With `stop_after_deepest=True` THE BLOCK ENDS AT ITS FIRST FORWARD CALL: once every site has been
+    read, the forward pass is cut by an exception that leaves the model call *and the rest of the
+    block*; it is absorbed when the block exits. So put exactly one forward call in such a block, as
+    its last statement, and use the cache after the block (`capture` does just that). A second forward
+    call inside the same block (possible only if something caught the stop) raises a RuntimeError, and
+    so does a block that ends normally after the stop was caught inside it.
     """
     where = locator_for(lm)
     parsed = resolve_sites(where, sites)
     cache = ActivationCache()
     unread = {str(s) for s in parsed}
+    stopped = False
 
     def reader(site: Site) -> Callable[[Tensor], None]:
         name = str(site)
@@ -155,9 +161,13 @@ def read(
             return sink
 
         def sink_and_stop(t: Tensor) -> None:
+            nonlocal stopped
+            if stopped:
+                raise RuntimeError(_ALREADY_STOPPED)
             sink(t)
             unread.discard(name)
             if not unread:
+                stopped = True
                 raise _StopForward
 
         return sink_and_stop
@@ -170,7 +180,20 @@ def read(
         with _hooks(install):
             yield cache
     except _StopForward:
-        pass
+        return
+    if stopped:  # the stop was caught inside the block, so the model call (and the code after it) went on
+        raise RuntimeError(_STOP_CAUGHT)
+
+
+_ALREADY_STOPPED = (
+    "read(..., stop_after_deepest=True) already stopped after the deepest site in this block's first forward "
+    "call; such a block ends at its first forward call: use one block per forward call, or stop_after_deepest=False"
+)
+_STOP_CAUGHT = (
+    "read(..., stop_after_deepest=True) cut the forward pass but something inside the block caught the stop "
+    "(an `except Exception` around the model call?); such a block ends at its first forward call: put the "
+    "model call last in the block and let the stop through, or pass stop_after_deepest=False"
+)
 
 
 def capture(

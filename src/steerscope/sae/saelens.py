@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save
 from .._version import __version__
 from ..core.errors import SteerscopeError
 from ..core.io import atomic_write_bytes, write_json
-from ..core.sites import hook_to_site, site_to_hook
+from ..core.sites import SiteError, hook_to_site, site_to_hook, split_site
 from .model import ARCHITECTURES, SAEConfig, SparseAutoencoder
 
 CFG_FILE = "cfg.json"
@@ -64,20 +64,47 @@ def save_saelens(sae: SparseAutoencoder, folder: str | Path, extra: dict | None 
     return folder
 
 
+def _whole_field(raw: dict, key: str, where: str, low: int = 1) -> int:
+    """A cfg.json field that must be a whole number >= low (not a bool, a string or a float with a fraction)."""
+    value = raw[key]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise SAEFileError(f"{where}: {key} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
 def config_from_saelens(raw: dict, where: str = "cfg.json") -> SAEConfig:
-    """An SAEConfig from a SAELens cfg.json dict (6.x or the older flat layout)."""
+    """An SAEConfig from a SAELens cfg.json dict (6.x or the older flat layout); a field of the wrong type or
+    out of range is one SAEFileError naming it."""
+    if not isinstance(raw, dict):
+        raise SAEFileError(f"{where} must hold a JSON object (an SAELens config), got {type(raw).__name__}")
     meta = raw.get("metadata") or raw.get("meta") or {}
-    try:
-        d_in, d_sae = int(raw["d_in"]), int(raw["d_sae"])
-    except KeyError as exc:
-        raise SAEFileError(f"{where} has no {exc.args[0]!r}; an SAELens config names d_in and d_sae") from exc
+    if not isinstance(meta, dict):
+        raise SAEFileError(f"{where}: metadata must be a JSON object, got {meta!r}")
+    for key in ("d_in", "d_sae"):
+        if key not in raw:
+            raise SAEFileError(f"{where} has no {key!r}; an SAELens config names d_in and d_sae")
+    d_in, d_sae = _whole_field(raw, "d_in", where), _whole_field(raw, "d_sae", where)
     arch = raw.get("architecture", "standard")
     act = raw.get("activation_fn", raw.get("activation_fn_str", "relu"))
-    k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k")
+    kwargs = raw.get("activation_fn_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise SAEFileError(f"{where}: activation_fn_kwargs must be a JSON object, got {kwargs!r}")
     if arch == "standard" and act == "topk":  # pre-6 TopK SAEs: standard architecture, topk activation
         arch = "topk"
-    if arch not in ARCHITECTURES:
+    if arch == "relu":
+        arch = "standard"
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise SAEFileError(f"{where}: architecture {arch!r} is not supported; use one of {', '.join(ARCHITECTURES)}")
+    k = None
+    if arch == "topk":
+        source = raw if raw.get("k") is not None else kwargs
+        if source.get("k") is None:
+            raise SAEFileError(f"{where}: a topk SAE needs k (1..d_sae = {d_sae}); none is given")
+        k = _whole_field(source, "k", where)
+        if k > d_sae:
+            raise SAEFileError(f"{where}: k must be in 1..d_sae ({d_sae}), got {k}")
     norm = raw.get("normalize_activations", "none")
     if norm not in ("none", False, None):
         raise SAEFileError(
@@ -86,19 +113,47 @@ def config_from_saelens(raw: dict, where: str = "cfg.json") -> SAEConfig:
         )
     if raw.get("reshape_activations", "none") != "none":
         raise SAEFileError(f"{where}: reshape_activations={raw['reshape_activations']!r} (hook_z) is not supported")
-    hook = meta.get("hook_name") or raw.get("hook_name") or raw.get("hook_point")
-    site = meta.get("steerscope_site") or hook_to_site(hook)
+    b_dec_in = raw.get("apply_b_dec_to_input", True)
+    if not isinstance(b_dec_in, bool):
+        raise SAEFileError(f"{where}: apply_b_dec_to_input must be true or false, got {b_dec_in!r}")
+    site = _site_field(meta, raw, where)
+    model_name = meta.get("model_name") or raw.get("model_name")
+    if model_name is not None and not isinstance(model_name, str):
+        raise SAEFileError(f"{where}: model_name must be a string, got {model_name!r}")
     keep = {k2: v for k2, v in meta.items() if k2 not in ("hook_name", "model_name", "steerscope_site")}
     return SAEConfig(
         d_in=d_in,
         d_sae=d_sae,
         architecture=arch,
-        k=int(k) if k is not None else None,
-        apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
+        k=k,
+        apply_b_dec_to_input=b_dec_in,
         site=site,
-        model_name=meta.get("model_name") or raw.get("model_name"),
+        model_name=model_name,
         meta=keep,
     )
+
+
+def _site_field(meta: dict, raw: dict, where: str) -> str | None:
+    """The site the SAE reads: metadata.steerscope_site, or the hook name mapped to a site; it must be one."""
+    if meta.get("steerscope_site") is not None:
+        key, value = "steerscope_site", meta["steerscope_site"]
+        site = value
+    else:
+        key = next((k for k in ("hook_name", "hook_point") if (meta.get(k) or raw.get(k)) is not None), "hook_name")
+        value = meta.get(key) or raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise SAEFileError(f"{where}: {key} must be a string such as 'blocks.10.hook_resid_pre', got {value!r}")
+        site = hook_to_site(value)
+    try:
+        split_site(site)
+    except (SiteError, TypeError) as exc:
+        raise SAEFileError(
+            f"{where}: {key} {value!r} is not a site steerscope can hook; expected a TransformerLens name such as "
+            "'blocks.10.hook_resid_pre' (or metadata.steerscope_site such as 'resid_pre.10')"
+        ) from exc
+    return site
 
 
 def _require(*paths: Path) -> None:
