@@ -66,9 +66,7 @@ def train(
     from ..sae.train import TrainConfig, train_sae
 
     set_threads(threads)
-    lm = _load(model, dtype, device, trust_remote_code)
     arch = "standard" if architecture == "relu" else architecture
-    out = out or Path("runs/sae") / f"{lm.name.replace('/', '_')}_{site}_{arch}_x{expansion}"
     cfg = TrainConfig(
         site=site,
         expansion=expansion,
@@ -82,7 +80,9 @@ def train(
         source=text,
         n_eval=n_eval,
         seed=seed,
-    )
+    )  # bad numbers are refused here, before the model loads
+    lm = _load(model, dtype, device, trust_remote_code)
+    out = out or Path("runs/sae") / f"{lm.name.replace('/', '_')}_{site}_{arch}_x{expansion}"
     r = train_sae(lm, out, cfg, overwrite=overwrite, restart=restart)
     e = r["eval"]
     recovered = "n/a" if e["ce_recovered"] is None else f"{e['ce_recovered']:.1%}"

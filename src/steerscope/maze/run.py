@@ -18,6 +18,7 @@ from rich.console import Console
 from .._version import __version__
 from ..core.io import write_csv, write_json
 from ..core.runs import RunFolder
+from ..core.validate import finite, whole
 from .cheese import DEFAULT_SITE, VARIANTS, cheese_experiment, cheese_vectors, decision_mazes
 from .figures import histogram_figure, vector_field_figure
 from .impala import load_any_policy
@@ -37,6 +38,15 @@ class CheeseRun:
     figures: int = 3  # mazes to draw vector fields for
     overwrite: bool = False
     restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
+
+    def __post_init__(self) -> None:
+        """Refuse bad numbers before any work: a NaN/inf coefficient, no mazes, a negative seed or figure count."""
+        finite(self.coefficient, "the cheese-vector coefficient (--coefficient)")
+        whole(self.n_mazes, "n_mazes (--n-mazes)", 1)
+        whole(self.seed, "seed (--seed)", 0)
+        whole(self.figures, "figures (--figures)", 0)
+        if self.vector_mouse not in ("start", "decision"):
+            raise ValueError(f"vector_mouse (--vector-mouse) must be start or decision, got {self.vector_mouse!r}")
 
     def settings(self, net: torch.nn.Module) -> dict:
         """What the results depend on, the policy's weights included."""

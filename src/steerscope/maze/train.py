@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..core.io import write_json
 from ..core.runs import RunFolder
 from ..core.training import TrainingLoop, TrainState
+from ..core.validate import BadNumberError, finite, whole
 from .env import OBS_SIZE, SIZES, Maze, observations, oracle_moves, test_maze, training_maze
 from .policy import MazePolicy, PolicyConfig, save_policy
 
@@ -40,6 +41,17 @@ class TrainConfig:
     eval_mazes: int = 200
 
     def __post_init__(self) -> None:
+        for name in ("n_mazes", "steps", "batch_size", "checkpoint_every", "eval_mazes"):
+            whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1)
+        whole(self.seed, "seed (--seed)", 0)
+        if finite(self.lr, "lr (--lr)") <= 0:
+            raise BadNumberError(f"lr (--lr) must be a finite number > 0, got {self.lr:g}")
+        finite(self.weight_decay, "weight_decay", 0.0)
+        if not self.sizes:
+            raise BadNumberError("sizes must name at least one maze size (odd, >= 3)")
+        for size in self.sizes:
+            if whole(size, "each maze size", 3) % 2 == 0:
+                raise BadNumberError(f"each maze size must be odd and at least 3, got {size}")
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
 
 
@@ -104,13 +116,18 @@ def train(
     if policy_cfg.obs_size != OBS_SIZE or policy_cfg.n_actions != 4:
         raise ValueError(f"the trainer needs obs_size={OBS_SIZE} and 4 actions, got {policy_cfg}")
     settings = {"train": asdict(cfg), "policy": asdict(policy_cfg)}
+    data = Demonstrations([training_maze(cfg.seed * 10_000_000 + i, cfg.sizes) for i in range(cfg.n_mazes)])
+    per_epoch = len(data) // cfg.batch_size
+    if per_epoch == 0:
+        raise BadNumberError(
+            f"batch_size (--batch-size) {cfg.batch_size} exceeds the {len(data)} demonstrations of "
+            f"{cfg.n_mazes} mazes; lower --batch-size or raise --n-mazes"
+        )
     folder = RunFolder(out, settings, overwrite, restart)
     torch.manual_seed(cfg.seed)
     policy = MazePolicy(policy_cfg)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = TrainingLoop(folder.path(STATE), policy, opt, settings, cfg.steps, cfg.checkpoint_every)
-    data = Demonstrations([training_maze(cfg.seed * 10_000_000 + i, cfg.sizes) for i in range(cfg.n_mazes)])
-    per_epoch = len(data) // cfg.batch_size
     policy.train()
 
     def step(state: TrainState) -> float:

@@ -36,6 +36,7 @@ from ..core.io import atomic_write_bytes, write_csv, write_json
 from ..core.models import LoadedModel, load_model
 from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar
 from ..core.sites import site_name
+from ..core.validate import BadNumberError, finite, whole
 from ..core.weights import OrthogonalizationError, export, orthogonalize
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.stats import bootstrap_mean_ci
@@ -78,6 +79,28 @@ class RefusalRun:
     device: str = "cpu"
     restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
     trust_remote_code: bool = False  # run Python code shipped in the model folder (see load_model)
+
+    def __post_init__(self) -> None:
+        """Refuse bad numbers before any work, naming the setting and its allowed range."""
+        for name in ("n_val", "layer_step", "max_new_tokens", "batch_size", "text_n"):
+            whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1)
+        whole(self.text_len, "text_len (--text-len)", 2)
+        for name in ("n_fit", "last_positions", "n_test"):
+            if getattr(self, name) is not None:
+                whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1)
+        if not self.kl_max >= 0:  # inf: no limit; NaN fails every comparison
+            raise BadNumberError(f"kl_max (--kl-max) must be a number >= 0 (inf: no limit), got {self.kl_max}")
+        finite(self.max_layer_frac, "max_layer_frac (--max-layer-frac)", 0.0, 1.0)
+        if self.max_layer_frac == 0:
+            raise BadNumberError("max_layer_frac (--max-layer-frac) must be in (0, 1]; 0 leaves no candidate layer")
+        if self.induce_min != "baseline" and (
+            isinstance(self.induce_min, bool)
+            or not isinstance(self.induce_min, int | float)
+            or self.induce_min != self.induce_min
+        ):
+            raise BadNumberError(
+                f"induce_min (--induce-min) must be a number (-inf: no minimum) or 'baseline', got {self.induce_min!r}"
+            )
 
     def config(self) -> dict:
         """What candidate directions and their scores depend on: the run folder's settings record (thresholds

@@ -28,6 +28,7 @@ from ..core.io import write_json
 from ..core.models import LoadedModel
 from ..core.runs import RunFolder
 from ..core.training import TrainingLoop, TrainState
+from ..core.validate import BadNumberError, finite, whole
 from ..evaluate.metrics import clean_reference, next_token_metrics
 from .model import SAEConfig, SparseAutoencoder
 from .saelens import save_saelens
@@ -56,6 +57,20 @@ class TrainConfig:
     source: str = "wikipedia"
     seed: int = 0
     checkpoint_every: int = 50
+
+    def __post_init__(self) -> None:
+        """Refuse bad numbers before any work, naming the setting and its allowed range."""
+        for name in ("expansion", "tokens", "batch_size", "chunk_sequences", "model_batch", "dead_tokens"):
+            whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1)
+        whole(self.k, "k (--k)", 1)
+        whole(self.seq_len, "seq_len (--seq-len)", 2)  # the first position of each sequence is not trained on
+        whole(self.n_eval, "n_eval", 1)
+        whole(self.seed, "seed (--seed)", 0)
+        whole(self.checkpoint_every, "checkpoint_every", 1)
+        finite(self.l1_coefficient, "l1_coefficient (--l1-coefficient)", 0.0)
+        finite(self.aux_coefficient, "aux_coefficient", 0.0)
+        if self.lr is not None and finite(self.lr, "lr (--lr)") <= 0:
+            raise BadNumberError(f"lr (--lr) must be a finite number > 0, got {self.lr:g}")
 
     def learning_rate(self, d_sae: int) -> float:
         """The given lr, or 2e-4 x sqrt(16384 / d_sae) (the TopK scaling of Gao et al.), at most 2e-3."""
