@@ -1,6 +1,7 @@
 """Non-finite and out-of-range numbers are refused with one clear error, in the API and on the command line;
 "unsteered" (coefficient 0) installs no hook at all."""
 
+import contextlib
 import json
 import math
 
@@ -237,3 +238,266 @@ def test_the_cli_refuses_bad_numbers_in_one_line(files, tmp_path, args, needles)
 
 def test_nan_is_nan():
     assert math.isnan(NAN)  # the module's NaN constant is a real NaN (the cases above depend on it)
+
+
+# --- unsteered is the model as it is -------------------------------------------------------------
+
+
+def test_steered_completions_run_coefficient_zero_with_no_hook(lm, monkeypatch):
+    """The unsteered column is generated with no forward hook on any module, the steered one with some."""
+    from steerscope.steering import generate as gen
+
+    seen: list[int] = []
+    monkeypatch.setattr(gen, "generate_text", lambda lm_, prompts, **kw: seen.append(_hook_count(lm_.model)) or [""])
+    vec = SteeringVector({"resid_pre.1": torch.ones(32)})
+    before = _hook_count(lm.model)
+    texts = gen.steered_completions(lm, vec, ["a"], [0.0, 2.0], max_new_tokens=2)
+    assert list(texts) == ["unsteered", "+2 x vector"]
+    assert seen[0] == before and seen[1] > before and _hook_count(lm.model) == before
+
+
+@pytest.mark.parametrize("coefficients", [[0.0, NAN], [INF], [True], [-INF, 1.0]])
+def test_steered_completions_refuse_bad_coefficients_before_generating(lm, monkeypatch, coefficients):
+    from steerscope.steering import generate as gen
+
+    calls: list[int] = []
+    monkeypatch.setattr(gen, "generate_text", lambda *a, **k: calls.append(1) or [""])
+    with pytest.raises(BadNumberError, match="coefficient"):
+        gen.steered_completions(lm, SteeringVector({"resid_pre.1": torch.ones(32)}), ["a"], coefficients)
+    assert not calls  # not even the unsteered column was generated
+
+
+def test_steered_completions_refuse_zero_new_tokens(lm):
+    from steerscope.steering.generate import steered_completions
+
+    with pytest.raises(BadNumberError, match="max_new_tokens"):
+        steered_completions(lm, SteeringVector({"resid_pre.1": torch.ones(32)}), ["a"], [1.0], max_new_tokens=0)
+
+
+# --- read(..., stop_after_deepest=True) ends its block at the first forward call ---------------------
+
+
+def test_stop_after_deepest_reads_one_forward_call(lm):
+    from steerscope.core.hooks import read
+
+    ids = torch.randint(2, VOCAB, (1, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), read(lm, ["resid_pre.1"], stop_after_deepest=True) as cache:
+        lm.model(ids)
+    assert cache["resid_pre.1"].shape == (1, 5, 32)
+    assert "ENDS AT ITS FIRST FORWARD CALL" in read.__doc__
+
+
+def test_stop_after_deepest_refuses_a_second_forward_call(lm):
+    from steerscope.core.hooks import read
+
+    ids = torch.randint(2, VOCAB, (1, 5), generator=torch.Generator().manual_seed(1))
+    with (
+        pytest.raises(RuntimeError, match="already stopped after the deepest site"),
+        torch.no_grad(),
+        read(lm, ["resid_pre.1"], stop_after_deepest=True),
+    ):
+        with contextlib.suppress(Exception):  # the misuse: swallowing the stop and going on
+            lm.model(ids)
+        lm.model(ids)
+
+
+def test_stop_after_deepest_refuses_a_caught_stop(lm):
+    from steerscope.core.hooks import read
+
+    ids = torch.randint(2, VOCAB, (1, 5), generator=torch.Generator().manual_seed(1))
+    with (
+        pytest.raises(RuntimeError, match="caught the stop"),
+        torch.no_grad(),
+        read(lm, ["resid_pre.1"], stop_after_deepest=True),
+        contextlib.suppress(Exception),
+    ):
+        lm.model(ids)
+
+
+# --- SAE cfg.json fields ----------------------------------------------------------------------------
+
+SAE_CFG = {
+    "architecture": "topk",
+    "d_in": 32,
+    "d_sae": 64,
+    "k": 4,
+    "metadata": {"hook_name": "blocks.1.hook_resid_pre"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [({"d_in": "abc"}, "d_in"), ({"d_in": 0}, "d_in"), ({"d_in": True}, "d_in"), ({"d_in": 3.5}, "d_in"),
+     ({"d_sae": -1}, "d_sae"), ({"d_sae": None}, "d_sae"), ({"k": 0}, "k must"), ({"k": 65}, "k must be in 1..d_sae"),
+     ({"k": "4"}, "k must"), ({"k": None}, "needs k"), ({"architecture": "gated"}, "architecture"),
+     ({"architecture": 3}, "architecture"), ({"apply_b_dec_to_input": "yes"}, "apply_b_dec_to_input"),
+     ({"metadata": {"hook_name": "blocks.1.hook_z"}}, "hook_name"), ({"metadata": {"hook_name": 7}}, "hook_name"),
+     ({"metadata": {"steerscope_site": "resid_middle.1"}}, "steerscope_site"), ({"metadata": "x"}, "metadata"),
+     ({"activation_fn_kwargs": [1]}, "activation_fn_kwargs")],
+)  # fmt: skip
+def test_sae_config_fields_of_the_wrong_type_are_one_error_naming_them(change, needle):
+    from steerscope.sae.saelens import SAEFileError, config_from_saelens
+
+    with pytest.raises(SAEFileError, match=needle):
+        config_from_saelens({**SAE_CFG, **change})
+
+
+def test_a_good_sae_config_still_reads():
+    from steerscope.sae.saelens import config_from_saelens
+
+    cfg = config_from_saelens({**SAE_CFG, "d_in": 32.0})
+    assert (cfg.d_in, cfg.d_sae, cfg.k, cfg.site) == (32, 64, 4, "resid_pre.1")
+
+
+# --- records of the trainers and runners -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("steps", 0, "--steps"), ("steps", -1, "--steps"), ("batch_size", 0, "--batch-size"), ("n_mazes", 0, "--n-mazes"),
+     ("eval_mazes", 0, "--eval-mazes"), ("lr", NAN, "--lr"), ("lr", 0.0, "--lr"), ("steps", True, "--steps"),
+     ("sizes", (4,), "odd"), ("seed", -1, "--seed")],
+)  # fmt: skip
+def test_maze_train_configs_refuse_bad_numbers(field, value, needle):
+    from steerscope.maze.train import TrainConfig
+
+    with pytest.raises(BadNumberError, match=needle):
+        TrainConfig(**{field: value})
+
+
+def test_maze_training_refuses_a_batch_larger_than_the_data(tmp_path):
+    from steerscope.maze.train import TrainConfig, train
+
+    with pytest.raises(BadNumberError, match="exceeds"):
+        train(tmp_path / "p", TrainConfig(n_mazes=1, steps=1, batch_size=10_000, sizes=(5,)), show_progress=False)
+    assert not (tmp_path / "p.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("coefficient", NAN, "coefficient"), ("coefficient", INF, "coefficient"), ("n_mazes", 0, "--n-mazes"),
+     ("figures", -1, "--figures"), ("vector_mouse", "corner", "--vector-mouse")],
+)  # fmt: skip
+def test_cheese_runs_refuse_bad_numbers(tmp_path, field, value, needle):
+    from steerscope.maze.run import CheeseRun
+
+    with pytest.raises(ValueError, match=needle):
+        CheeseRun(policy=tmp_path / "policy", out=tmp_path / "out", **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("batch_size", 0, "--batch-size"), ("tokens", 0, "--tokens"), ("seq_len", 1, "--seq-len"), ("k", 0, "--k"),
+     ("expansion", -2, "--expansion"), ("lr", INF, "--lr"), ("lr", -1e-3, "--lr"), ("l1_coefficient", NAN, "l1")],
+)  # fmt: skip
+def test_sae_train_configs_refuse_bad_numbers(field, value, needle):
+    from steerscope.sae.train import TrainConfig
+
+    with pytest.raises(BadNumberError, match=needle):
+        TrainConfig(site="resid_pre.1", **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("batch_size", 0, "--batch-size"), ("max_new_tokens", 0, "--max-new-tokens"), ("n_val", 0, "--n-val"),
+     ("n_test", -1, "--n-test"), ("kl_max", NAN, "--kl-max"), ("max_layer_frac", 1.5, "--max-layer-frac"),
+     ("max_layer_frac", 0.0, "--max-layer-frac"), ("induce_min", NAN, "--induce-min"),
+     ("layer_step", 0, "--layer-step")],
+)  # fmt: skip
+def test_refusal_runs_refuse_bad_numbers(tmp_path, field, value, needle):
+    from steerscope.refusal.run import RefusalRun
+
+    with pytest.raises(BadNumberError, match=needle):
+        RefusalRun(model="default", out=tmp_path / "out", **{field: value})
+
+
+@pytest.mark.parametrize("batch_size", [0, -4])
+def test_activation_reads_refuse_a_batch_size_below_one(lm, batch_size):
+    from steerscope.core.extract import mean_activations, text_vectors
+
+    with pytest.raises(BadNumberError, match="--batch-size"):
+        text_vectors(lm, ["a b"], ["resid_pre.1"], batch_size=batch_size)
+    with pytest.raises(BadNumberError, match="--batch-size"):
+        mean_activations(lm, ["a b"], ["resid_pre.1"], batch_size=batch_size)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"), [({"n": 0}, "--n"), ({"batch_size": 0}, "--batch-size"), ({"max_requests": -1}, "--max-req")]
+)
+def test_pair_generation_refuses_bad_sizes(kwargs, needle):
+    from steerscope.steering.synth import generate_pairs
+
+    with pytest.raises(BadNumberError, match=needle):
+        generate_pairs(lambda prompts, seed: [], "joy", **{"n": 4, **kwargs})
+
+
+@pytest.mark.parametrize("value", [NAN, INF])
+def test_latent_completions_refuse_a_non_finite_value(lm, value):
+    from steerscope.sae.steer import latent_completions
+
+    sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=64, architecture="topk", k=4, site="resid_pre.1"))
+    with pytest.raises(BadNumberError, match="--value"):
+        latent_completions(lm, sae, 0, [1.0, value], ["a"], max_new_tokens=1)
+
+
+# --- the command line, more commands ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def more_files(files):
+    from steerscope.maze.policy import MazePolicy, PolicyConfig, save_policy
+    from steerscope.sae.saelens import save_saelens
+
+    torch.manual_seed(0)
+    save_policy(MazePolicy(PolicyConfig(channels=(4, 8, 8), hidden=16)), files / "policy")
+    sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=64, architecture="topk", k=4, site="resid_pre.1"))
+    save_saelens(sae, files / "sae")
+    bad_sae = files / "bad_sae"
+    save_saelens(sae, bad_sae)
+    cfg = json.loads((bad_sae / "cfg.json").read_text())
+    (bad_sae / "cfg.json").write_text(json.dumps({**cfg, "d_in": "abc"}))
+    return files
+
+
+MORE_CLI_CASES = [
+    (["maze", "train", "--out", "{out}", "--steps", "0"], ["--steps", ">= 1"]),
+    (["maze", "train", "--out", "{out}", "--batch-size", "0"], ["--batch-size", ">= 1"]),
+    (["maze", "train", "--out", "{out}", "--n-mazes", "-2"], ["--n-mazes"]),
+    (["maze", "train", "--out", "{out}", "--lr", "nan"], ["--lr", "finite"]),
+    (["maze", "train", "--out", "{out}", "--threads", "-1"], ["--threads"]),
+    (["maze", "cheese-vector", "{policy}", "--out", "{out}", "--coefficient", "nan"], ["coefficient", "finite"]),
+    (["maze", "cheese-vector", "{policy}", "--out", "{out}", "--coefficient", "-inf"], ["coefficient", "finite"]),
+    (["maze", "cheese-vector", "{policy}", "--out", "{out}", "--n-mazes", "0"], ["--n-mazes"]),
+    (["sae", "steer", "{sae}", "--latent", "0", "--model", "{tiny}", "--value", "nan"], ["--value", "finite"]),
+    (["sae", "steer", "{sae}", "--latent", "0", "--model", "{tiny}", "--max-new-tokens", "0"], ["--max-new-tokens"]),
+    (["sae", "steer", "{bad_sae}", "--latent", "0", "--model", "{tiny}"], ["d_in", "abc"]),
+    (["sae", "train", "{tiny}", "--site", "resid_pre.1", "--out", "{out}", "--batch-size", "0"], ["--batch-size"]),
+    (["sae", "train", "{tiny}", "--site", "resid_pre.1", "--out", "{out}", "--seq-len", "1"], ["--seq-len", ">= 2"]),
+    (["sae", "train", "{tiny}", "--site", "resid_pre.1", "--out", "{out}", "--k", "0"], ["--k"]),
+    (["extract", "{tiny}", "--site", "resid_pre.1", "--batch-size", "0", "--out", "{out}"], ["--batch-size"]),
+    (["extract", "{tiny}", "--site", "resid_pre.1", "--n-pairs", "-3", "--out", "{out}"], ["--n-pairs", "-3"]),
+    (["generate", "{tiny}", "--vector", "{vec}", "--max-new-tokens", "0"], ["--max-new-tokens"]),
+    (["generate", "{tiny}", "--vector", "{vec}", "--coefficient", "-inf", "--max-new-tokens", "2"], ["coefficient"]),
+    (["steer", "{tiny}", "--site", "resid_pre.1", "--max-new-tokens", "0"], ["--max-new-tokens"]),
+    (["steer", "{tiny}", "--site", "resid_pre.1", "--coefficient", "inf", "--max-new-tokens", "2"], ["coefficient"]),
+    (["refusal", "{tiny}", "--out", "{out}", "--batch-size", "0"], ["--batch-size"]),
+    (["refusal", "{tiny}", "--out", "{out}", "--max-layer-frac", "2"], ["--max-layer-frac"]),
+    (["refusal", "{tiny}", "--out", "{out}", "--induce-min", "nan"], ["--induce-min"]),
+    (["pairs", "generate", "--concept", "joy", "--writer", "endpoint", "--n", "0", "--out", "{out}"], ["--n"]),
+    (
+        ["pairs", "generate", "--concept", "joy", "--writer", "endpoint", "--batch-size", "0", "--out", "{out}"],
+        ["--batch"],
+    ),
+    (
+        ["pairs", "generate", "--concept", "joy", "--writer", "endpoint", "--max-requests", "-1", "--out", "{out}"],
+        ["--max"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "needles"), MORE_CLI_CASES)
+def test_more_commands_refuse_bad_numbers_in_one_line(more_files, tmp_path, args, needles):
+    fill = {"tiny": more_files / "tiny", "vec": more_files / "v.safetensors", "policy": more_files / "policy"}
+    fill |= {"sae": more_files / "sae", "bad_sae": more_files / "bad_sae", "out": tmp_path / "out"}
+    bad([a.format(**fill) for a in args], *needles)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

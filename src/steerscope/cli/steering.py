@@ -85,6 +85,8 @@ def extract(
     options = _parse_options(option or [])
     if n_pairs < 0:
         raise ValueError(f"--n-pairs must be 0 (all pairs) or a positive number, got {n_pairs}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be 1 or more, got {batch_size}")
     refuse_existing(out, overwrite)
     contrast = load_pairs(pairs, split)
     if n_pairs > len(contrast):
@@ -179,6 +181,9 @@ def pairs_generate(
 
     if writer not in ("local", "endpoint"):
         raise ValueError(f"--writer must be local or endpoint, got {writer!r}")
+    for flag, value, low in (("--n", n, 1), ("--batch-size", batch_size, 1), ("--max-requests", max_requests, 0)):
+        if value < low:
+            raise ValueError(f"{flag} must be {low} or more{' (0: 10 x n)' if low == 0 else ''}, got {value}")
     refuse_existing(out, overwrite)
     write = (
         EndpointWriter.from_env()

@@ -19,6 +19,7 @@ from .forward import run_forward
 from .hooks import SiteSpec, capture, resolve_sites, track_positions
 from .hooks import read as read_hooks
 from .models import LoadedModel
+from .validate import whole
 
 __all__ = ["READS", "mean_activations", "site_activations", "text_vectors"]
 
@@ -46,6 +47,7 @@ def text_vectors(
         raise ValueError(f"read must be one of {', '.join(READS)}, got {read!r}")
     if not texts:
         raise ValueError("no texts to read activations from")
+    whole(batch_size, "batch_size (--batch-size)", 1)
     names = [str(s) for s in resolve_sites(lm, sites)]
     kept: dict[str, list[Tensor]] = {s: [] for s in names}
     tracker = track_positions(lm)
@@ -96,6 +98,7 @@ def mean_activations(
         raise ValueError(f"positions must be 'all' or 'last', got {positions!r}")
     if not texts:
         raise ValueError("got an empty list of texts; pass at least one")
+    whole(batch_size, "batch_size (--batch-size)", 1)
     parsed = resolve_sites(lm, sites)
     sums = {str(s): torch.zeros(lm.d_model, dtype=torch.float64) for s in parsed}
     counts = dict.fromkeys(sums, 0)

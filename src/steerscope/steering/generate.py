@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from ..core.generate import generate_text
 from ..core.models import LoadedModel
 from ..core.sites import site_name
+from ..core.validate import finite, whole
 from .methods import mean_diff
 from .pairs import starter_pairs
 from .vector import SteeringVector
@@ -25,11 +27,18 @@ def steered_completions(
     allow_other_model: bool = False,
     **generation,
 ) -> dict[str, list[str]]:
-    """Completions per coefficient (0 = unsteered), each run with the same seed and decoding settings."""
+    """Completions per coefficient, each run with the same seed and decoding settings.
+
+    Coefficient 0 is the unsteered model: it runs with no hook installed at all (not a zero multiple).
+    Every coefficient and `max_new_tokens` are checked before anything is generated."""
     vector.check(lm, allow_other_model)
+    coefficients = [finite(c, "the coefficient (--coefficient)") for c in coefficients]
+    if "max_new_tokens" in generation:
+        whole(generation["max_new_tokens"], "max_new_tokens (--max-new-tokens)", 1)
     out = {}
     for coefficient in coefficients:
-        with vector.apply(lm, coefficient, positions, allow_other_model):
+        steer = nullcontext() if coefficient == 0 else vector.apply(lm, coefficient, positions, allow_other_model)
+        with steer:
             out[coefficient_label(coefficient)] = generate_text(lm, list(prompts), **generation)
     return out
 
@@ -44,6 +53,8 @@ def steer_with_pairs(
 ) -> tuple[SteeringVector, dict[str, list[str]]]:
     """`steerscope steer`: a mean-difference vector from a built-in pair set at `site` (default: resid_pre at a
     third of the depth), and greedy completions unsteered, at +coefficient and at -coefficient."""
+    coefficient = finite(coefficient, "the coefficient (--coefficient)")
+    whole(max_new_tokens, "max_new_tokens (--max-new-tokens)", 1)
     site = site or site_name("resid_pre", lm.n_layers // 3)
     vector = mean_diff(lm, starter_pairs(pairs), [site])
     coefficients = [0.0, coefficient, -coefficient]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.endpoint import ChatEndpoint
+from ..core.validate import whole
 from .pairs import ContrastPair
 
 TOPICS = [
@@ -134,8 +135,10 @@ def generate_pairs(
     """Up to n validated, de-duplicated pairs; returns them and the number of requests made."""
     if not concept.strip():
         raise ValueError("the concept must be a non-empty description, e.g. 'happiness' or 'formal language'")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    whole(n, "n (--n, the pairs wanted)", 1)
+    whole(batch_size, "batch_size (--batch-size)", 1)
+    if max_requests is not None:
+        whole(max_requests, "max_requests (--max-requests; 0 on the command line: 10 x n)", 1)
     rng = random.Random(seed)
     max_requests = max_requests or 10 * n
     pairs: list[ContrastPair] = []
