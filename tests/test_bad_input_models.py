@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import bad
 from tiny_models import save_tiny, tiny_model
 from typer.testing import CliRunner
 
@@ -32,18 +33,6 @@ from steerscope.sweep.report import file_stem
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 KEY = "sk-SECRET-0123456789abcdef"
-
-
-def bad(args: list, *needles: str, env: dict | None = None) -> str:
-    """Run the CLI; assert exit 2, exactly one stderr line `error: ...` containing every needle, no traceback."""
-    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # ---- 2. the GGUF cache key and the fingerprint ------------------------------------------------------------------

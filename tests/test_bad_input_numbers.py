@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
+from cli_checks import bad
 from safetensors.torch import save_file
 from tiny_models import VOCAB, save_tiny, tiny_model
-from typer.testing import CliRunner
 
 from steerscope import add
-from steerscope.cli import app
 from steerscope.core.validate import BadNumberError, finite, whole
 from steerscope.depth.horizon import HorizonVariant, check_ks
 from steerscope.depth.run import DepthRun, TextSpec
@@ -196,16 +195,6 @@ def files(tmp_path_factory):
         'models = ["x"]\nsites = ["resid_pre.1"]\ncoefficients = [true]\nn_pairs = [4]\ndatasets = ["sentiment"]\n'
     )
     return root
-
-
-def bad(args, *needles):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 HORIZON = ["horizon", "{tiny}", "--text", "{docs}", "--n", "4", "--seq-len", "8", "--out", "{out}"]

@@ -3,6 +3,7 @@ naming the problem, exit code 2 and no traceback; Ctrl-C exits 130; an unexpecte
 
 import pytest
 import torch
+from cli_checks import bad
 from tiny_models import save_tiny
 from typer.testing import CliRunner
 
@@ -35,18 +36,6 @@ def files(tmp_path_factory):
     )
     (root / "broken.toml").write_text("models = [\n")
     return root
-
-
-def bad(args: list[str], *needles: str) -> str:
-    """Run the CLI; assert exit 2, exactly one stderr line `error: ...` containing every needle, no traceback."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # (family, args as a function of the fixture folder, words the one line must contain)
