@@ -145,6 +145,11 @@ def _positive_number(x: object) -> bool:
     return not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x) and x > 0
 
 
+def _whole_at_least(n: object, low: int) -> bool:
+    """An int >= low that is not a bool (TOML `true` would pass as 1)."""
+    return not isinstance(n, bool) and isinstance(n, int) and n >= low
+
+
 def _check(c: SweepConfig, where: str) -> None:
     contenders = method_names(control=False)
     bad = [m for m in c.methods if m not in contenders]
@@ -156,17 +161,15 @@ def _check(c: SweepConfig, where: str) -> None:
     bad = [b for b in c.baselines if b not in BASELINES]
     if bad:
         raise ConfigError(f"{where}: unknown baseline(s) {bad}; baselines: {', '.join(BASELINES)}")
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in c.n_pairs):
+    if not all(_whole_at_least(n, 1) for n in c.n_pairs):
         raise ConfigError(f"{where}: n_pairs must be positive integers, got {c.n_pairs}")
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in c.seeds):
+    if not all(_whole_at_least(n, 0) for n in c.seeds):
         raise ConfigError(f"{where}: seeds must be integers >= 0, got {c.seeds}")
-    if any(
-        isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x <= 0 for x in c.coefficients
-    ):
+    if not all(_positive_number(x) for x in c.coefficients):
         raise ConfigError(
             f"{where}: coefficients must be finite positive numbers (0 is the unsteered baseline), got {c.coefficients}"
         )
-    if isinstance(c.n_boot, bool) or not isinstance(c.n_boot, int) or c.n_boot < 1:
+    if not _whole_at_least(c.n_boot, 1):
         raise ConfigError(f"{where}: n_boot must be an integer >= 1, got {c.n_boot!r}")
     if not isinstance(c.method_options, dict) or set(c.method_options) - set(contenders):
         raise ConfigError(f"{where}: method_options must be a table keyed by method name ({', '.join(contenders)})")
