@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 from ..core.generate import generate_text
 from ..core.models import LoadedModel
@@ -37,8 +36,7 @@ def steered_completions(
         whole(generation["max_new_tokens"], "max_new_tokens (--max-new-tokens)", 1)
     out = {}
     for coefficient in coefficients:
-        steer = nullcontext() if coefficient == 0 else vector.apply(lm, coefficient, positions, allow_other_model)
-        with steer:
+        with vector.apply(lm, coefficient, positions, allow_other_model):  # coefficient 0: apply installs no hook
             out[coefficient_label(coefficient)] = generate_text(lm, list(prompts), **generation)
     return out
 
