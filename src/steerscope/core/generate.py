@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .models import LoadedModel
@@ -15,8 +17,11 @@ def generate_text(
     temperature: float = 1.0,
     seed: int = 0,
     repetition_penalty: float = 1.0,
+    streamer: Any = None,
 ) -> list[str]:
-    """Generate a completion for each prompt (only the new text is returned)."""
+    """Generate a completion for each prompt (only the new text is returned).
+
+    `streamer`: a transformers streamer (`put(token_ids)`, `end()`) that sees the tokens as they are made."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     batch = lm.tokenize(prompts)
@@ -29,6 +34,7 @@ def generate_text(
             do_sample=do_sample,
             pad_token_id=lm.tokenizer.pad_token_id,
             repetition_penalty=repetition_penalty,
+            streamer=streamer,
             **sampling,
         )
     width = batch["input_ids"].shape[1]

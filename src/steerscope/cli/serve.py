@@ -1,0 +1,65 @@
+"""CLI: `steerscope serve`, the steering playground in the browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import Device, Dtype, Model, TrustRemoteCode, _load, app, console
+
+
+def _folder(path: Path | None, flag: str) -> Path | None:
+    if path is not None and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {path} is not a folder; give an existing folder")
+    return path
+
+
+@app.command()
+def serve(
+    model: Model = "default",
+    vectors: Annotated[Path | None, typer.Option(help="folder of steering-vector files to choose from")] = None,
+    runs: Annotated[
+        Path | None, typer.Option(help="folder of run results to browse (default: ./runs when it exists)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on; 127.0.0.1 keeps it to this machine")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8765,
+    max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt a request may send")] = 256,
+    max_new_tokens: Annotated[int, typer.Option(help="most tokens a request may ask for per completion")] = 200,
+    max_streams: Annotated[int, typer.Option(help="requests queued or running at once; more get HTTP 429")] = 4,
+    dtype: Dtype = "float32",
+    device: Device = "cpu",
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """A local web page to steer the model live: unsteered and steered text side by side, sweeps, results."""
+    from ..core.packages import MissingPackageError
+    from ..core.validate import whole
+
+    try:
+        from ..serve import Limits, Playground, create_app
+        from ..serve.server import bind, host_warning, serve_forever, url_of
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("fastapi", "starlette", "uvicorn", "pydantic"):
+            raise
+        raise MissingPackageError(
+            f"steerscope serve needs FastAPI and uvicorn ({exc.name} is missing); install them with: "
+            "pip install 'steerscope[serve]'"
+        ) from exc
+
+    limits = Limits(
+        max_prompt_tokens=whole(max_prompt_tokens, "--max-prompt-tokens", 1),
+        max_new_tokens=whole(max_new_tokens, "--max-new-tokens", 1),
+        max_streams=whole(max_streams, "--max-streams", 1),
+    )
+    vectors, runs = _folder(vectors, "--vectors"), _folder(runs, "--runs")
+    if runs is None and Path("runs").is_dir():
+        runs = Path("runs")
+    sock = bind(host, port)  # before the model loads: a taken port fails at once
+    warning = host_warning(host)
+    if warning:
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", markup=True, highlight=False)
+    lm = _load(model, dtype, device, trust_remote_code)
+    playground = Playground(lm, model, vectors, runs, limits)
+    console.print(f"steering playground for {lm.name}: [bold]{url_of(sock)}[/bold]  (Ctrl+C stops it)")
+    serve_forever(create_app(playground), sock)

@@ -1,0 +1,174 @@
+"""The playground's web app: the page, its JSON API and the streams (server-sent events).
+
+    GET  /                     the page (static/index.html; every asset is served from static/, no CDN)
+    GET  /api/info             the model, its sites, the methods, pair sets, positions and limits
+    GET  /api/status           stream slots in use
+    GET  /api/vectors          the vector files under --vectors
+    POST /api/pairs            upload a contrast-pair file ({"name", "text"}), validated like load_pairs
+    POST /api/steer            a steering request (plan.SteerRequest) -> a stream of events
+    GET  /api/runs             the run folders under --runs
+    GET  /runs/{path}          a file inside --runs (reports are served sandboxed: no script runs)
+
+Refusals are JSON {"detail": one line} with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from ..core.errors import SteerscopeError
+from ..core.positions import POSITION_SPECS
+from ..methods import get_method
+from ..steering.pairs import BUILTIN
+from .engine import Ticket
+from .errors import RequestError, TooLarge, one_line
+from .files import inside
+from .plan import SteerRequest
+from .playground import Playground
+from .runs import list_runs
+from .vectors import fit_methods
+
+STATIC = Path(str(resources.files("steerscope") / "serve" / "static"))
+PAGE_POLICY = "default-src 'self'; img-src 'self' data:; frame-src 'self'; object-src 'none'; base-uri 'none'"
+REPORT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+MAX_BODY_OVERHEAD = 64_000  # bytes a request body may hold besides an upload's text
+
+
+async def read_json(request: Request, limit: int) -> object:
+    """The request body as JSON, refused (413) as soon as it grows past `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the request body is over this server's limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the request body is over this server's limit of {limit} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the request body is not valid JSON ({exc})") from None
+
+
+def validation_line(exc: ValidationError) -> str:
+    """A pydantic error as one line: 'vector.n_pairs: Input should be a valid integer'."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def events(ticket: Ticket):
+    """The ticket's events as server-sent events; a client that goes away cancels the ticket."""
+
+    async def stream():
+        try:
+            while True:
+                event = await ticket.events.get()
+                yield f"data: {json.dumps(event)}\n\n"
+                if event["type"] == "closed":
+                    return
+        finally:
+            ticket.cancel()  # no-op when the work is done; frees the slot at the next token otherwise
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def create_app(playground: Playground) -> FastAPI:
+    """The web app around a playground (a loaded model, its vectors, runs and limits)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        playground.engine.close()
+
+    app = FastAPI(title="steerscope playground", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.playground = playground
+    limits = playground.limits
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError):
+        return JSONResponse({"detail": one_line(exc)}, status_code=exc.status)
+
+    @app.exception_handler(SteerscopeError)
+    @app.exception_handler(ValueError)
+    async def bad_input(request: Request, exc: Exception):
+        return JSONResponse({"detail": one_line(exc)}, status_code=400)
+
+    @app.exception_handler(ValidationError)
+    async def malformed(request: Request, exc: ValidationError):
+        return JSONResponse({"detail": validation_line(exc)}, status_code=422)
+
+    @app.middleware("http")
+    async def policy(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        is_report = request.url.path.startswith("/runs/")
+        response.headers["Content-Security-Policy"] = REPORT_POLICY if is_report else PAGE_POLICY
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/info")
+    async def info():
+        methods = []
+        for name in fit_methods():
+            spec = get_method(name)
+            methods.append(
+                {
+                    "name": name,
+                    "summary": spec.summary,
+                    "min_pairs": spec.min_pairs,
+                    "max_pairs": spec.max_pairs,
+                    "reads": list(spec.reads),
+                }
+            )
+        return {**playground.info(), "methods": methods, "pair_sets": list(BUILTIN), "positions": POSITION_SPECS}
+
+    @app.get("/api/status")
+    async def status():
+        return playground.engine.status()
+
+    @app.get("/api/vectors")
+    async def vectors():
+        return {"vectors": await asyncio.to_thread(playground.library.listing)}
+
+    @app.post("/api/pairs")
+    async def upload(request: Request):
+        data = await read_json(request, limits.max_upload_bytes + MAX_BODY_OVERHEAD)
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("text"), str):
+            raise RequestError('an upload is a JSON object {"name": file name, "text": the file\'s text}')
+        got = playground.library.upload(data["name"], data["text"])
+        return {"key": got.key, "name": got.name, "n_pairs": len(got.pairs)}
+
+    @app.post("/api/steer")
+    async def steer(request: Request):
+        data = await read_json(request, MAX_BODY_OVERHEAD)
+        req = SteerRequest.model_validate(data)
+        plan = await asyncio.to_thread(playground.plan, req)
+        ticket = playground.engine.submit(lambda t: playground.run(plan, t), asyncio.get_running_loop())
+        return events(ticket)
+
+    @app.get("/api/runs")
+    async def runs():
+        return {"runs": list_runs(playground.runs)}
+
+    @app.get("/runs/{name:path}", include_in_schema=False)
+    async def run_file(name: str):
+        return FileResponse(inside(playground.runs, name))
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
