@@ -28,8 +28,8 @@ LAYERS = {
     "maze": 6,
     "sweep": 6,
     "demo": 7,
-    "cli": 8,
-    "serve": 8,
+    "serve": 8,  # the browser playground: beside the CLI at the top; only `steerscope serve` (cli) starts it
+    "cli": 9,
 }
 #: parts that import nothing of ours at all
 LEAVES = {"_version", "render"}
