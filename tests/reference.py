@@ -110,8 +110,11 @@ def _readout(lm, final):
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
-def slow_horizon_logits(lm, ids, k, variant):
-    """The horizon recomputed one sublayer at a time from the cached clean outputs."""
+def slow_horizon_logits(lm, ids, k, variant, layers=None):
+    """The horizon recomputed one sublayer at a time from the cached clean outputs.
+
+    layers: truncate only these layers (every other layer reads its ordinary stream); default n >= k (or K).
+    """
     e, clean, calls = clean_outputs(lm, ids)
     L, parallel = lm.n_layers, lm.adapter.parallel
     mean_e = e[:, 1:].mean((0, 1))
@@ -139,7 +142,8 @@ def slow_horizon_logits(lm, ids, k, variant):
         for sub in (0, 1):
             end = 2 * n if (parallel or sub == 0) else 2 * n + 1
             full = e + total(patched[:end])
-            if variant.readout_only or n < K:
+            untouched = n not in layers if layers is not None else n < K
+            if variant.readout_only or untouched:
                 x = full
             else:
                 src = clean if variant.source == "clean" else patched

@@ -117,3 +117,32 @@ def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="output means"):
         patched_logits(lm, ids, 1, clean_run(lm, ids), HorizonVariant(fill="mean"))
     assert np.isfinite(summarize_horizon([1], horizon_batch(lm, ids, [1]), {"kl": 0.1})["clean_ce"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resumed_passes_equal_full_recomputation(family):
+    """Every variant's pass started at its first patched layer equals the pass through the whole model."""
+    lm = tiny_model(family)
+    ids = _ids(seq=7)
+    clean = clean_run(lm, ids)
+    means = output_means(lm, [ids])
+    for name, variant in VARIANTS.items():
+        for k in range(1, lm.n_layers + 1):
+            fast = patched_logits(lm, ids, k, clean, variant, means, resume=True)
+            full = patched_logits(lm, ids, k, clean, variant, means, resume=False)
+            assert (fast - full).abs().max() < 1e-5, f"{family} {name} k={k}"
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox", "gemma3"])
+def test_one_layer_truncation_matches_slow_recomputation(family):
+    lm = tiny_model(family)
+    ids = _ids(seq=7)
+    clean = clean_run(lm, ids)
+    means = output_means(lm, [ids])
+    for name in ("default", "keep_embedding", "mean", "position0_keep"):
+        variant = VARIANTS[name]
+        for n in range(lm.n_layers):
+            for k in (1, 2, 3):
+                fast = patched_logits(lm, ids, k, clean, variant, means, layers=[n])
+                slow = slow_horizon_logits(lm, ids, k, variant, layers=[n])
+                torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4, msg=f"{family} {name} n={n} k={k}")

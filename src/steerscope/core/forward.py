@@ -1,14 +1,19 @@
-"""The one way steerscope calls a causal LM: token ids or a tokenizer batch in, no KV cache built."""
+"""The one way steerscope calls a causal LM (token ids or a tokenizer batch in, no KV cache built), and a pass
+resumed at any layer from a recorded clean pass (what makes the horizon sweeps cheap)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
+from .adapters import get_module
 from .models import LoadedModel
 
-__all__ = ["run_forward"]
+__all__ = ["BlockCalls", "forward_from", "readout", "record_block_calls", "run_forward"]
 
 
 def run_forward(lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor, **model_kwargs):
@@ -24,3 +29,58 @@ def run_forward(lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor, **model_
     if mask is not None and "position_ids" not in inputs:
         inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
     return lm.model(**inputs, use_cache=False, **model_kwargs)
+
+
+@dataclass
+class BlockCalls:
+    """What each block of one forward pass was called with, besides its hidden states (masks, rotary tables...).
+
+    Kept from a clean pass so that a later pass on the same batch can start at any layer (`forward_from`).
+    """
+
+    calls: list[tuple[tuple, dict]] = field(default_factory=list)
+
+
+@contextmanager
+def record_block_calls(lm: LoadedModel) -> Iterator[BlockCalls]:
+    """Record, during the forward calls inside the block, the arguments each block gets (its input excepted)."""
+    record = BlockCalls()
+
+    def grab(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if "hidden_states" in kwargs:
+            kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+        else:
+            args = args[1:]
+        record.calls.append((args, kwargs))
+
+    handles = [block.register_forward_pre_hook(grab, with_kwargs=True) for block in lm.blocks]
+    try:
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def readout(lm: LoadedModel, final: Tensor) -> Tensor:
+    """Logits from the residual the final norm reads: final norm, unembedding, and the logit soft cap if any."""
+    hidden = get_module(lm.model, lm.adapter.final_norm)(final)
+    logits = lm.model.get_output_embeddings()(hidden)
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def forward_from(lm: LoadedModel, layer: int, hidden: Tensor, record: BlockCalls) -> Tensor:
+    """Logits of the forward pass resumed at block `layer` (0..L) from the stream `hidden` entering it.
+
+    `record` holds one pass's block arguments on the same batch (`record_block_calls`). The blocks, the
+    final norm and the unembedding are called as modules, so every hook steerscope installed fires.
+    Layers below `layer` are not run: this equals a full pass only where nothing below `layer` differs.
+    """
+    if len(record.calls) != lm.n_layers:
+        raise ValueError(f"the block record holds {len(record.calls)} calls; the model has {lm.n_layers} blocks")
+    if not 0 <= layer <= lm.n_layers:
+        raise ValueError(f"a forward pass can resume at layer 0..{lm.n_layers}, got {layer}")
+    for block, (args, kwargs) in zip(lm.blocks[layer:], record.calls[layer:], strict=True):
+        out = block(hidden, *args, **kwargs)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return readout(lm, hidden)

@@ -9,6 +9,11 @@ output in the patched run.
 Implementation: only the sublayers' own inputs (`attn_in.{n}`, `mlp_in.{n}`) are replaced, so the
 stream itself stays e + sum of (patched) outputs. A window sum is a difference of two stream points:
 the stream at s minus the stream entering layer m = max(0, n-k) (which holds e and everything before m).
+
+Speed: every variant leaves the layers below its first patched layer (k, or K with `enforce_from`) exactly
+as in the clean run, so a patched pass starts there from the clean run's cached stream
+(`core.forward.forward_from`) instead of recomputing them; the readout-only variant runs no block at all.
+A sweep over k = 1..L thus costs about (L-1)/2 layer passes plus L unembeddings, not L full passes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.forward import BlockCalls, forward_from, record_block_calls
 from ..core.hooks import edit, read, run_forward
 from ..core.models import LoadedModel
 from ..core.sites import layer_of, site_name
@@ -87,6 +93,39 @@ class HorizonVariant:
         return asdict(self)
 
 
+#: the variants `--variants` names, each one change from the clean-sourced default
+VARIANT_NAMES = ("clean", "propagated", "mean", "embedding", "readout", "enforce")
+
+
+def named_variant(name: str, enforce_from: int = 0, position0: str = "patch") -> HorizonVariant:
+    """The variant `name` stands for: clean (the default), propagated (errors compound), mean (mean fill),
+    embedding (kept in every window), readout (only the final readout truncated), enforce (every layer
+    >= `enforce_from` truncated for every k; 0: every layer)."""
+    table = {
+        "clean": {},
+        "propagated": {"source": "propagated"},
+        "mean": {"fill": "mean"},
+        "embedding": {"keep_embedding": True},
+        "readout": {"readout_only": True},
+        "enforce": {"enforce_from": enforce_from},
+    }
+    if name not in table:
+        raise ValueError(f"unknown horizon variant {name!r}; choose from {', '.join(VARIANT_NAMES)} (or all)")
+    return HorizonVariant(position0=position0, **table[name])
+
+
+def parse_variants(text: str) -> list[str]:
+    """'all' or comma-separated variant names, in the given order, each once."""
+    names = list(VARIANT_NAMES) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise ValueError(f"name at least one horizon variant: {', '.join(VARIANT_NAMES)} or all")
+    for name in names:
+        named_variant(name)  # refuses an unknown name
+    if len(set(names)) != len(names):
+        raise ValueError(f"a horizon variant is named twice: {','.join(names)}")
+    return names
+
+
 @dataclass
 class CleanRun:
     """What one clean forward pass leaves for the patched passes of the same batch."""
@@ -95,6 +134,7 @@ class CleanRun:
     sub_in: dict[str, Tensor]  # stream at each sublayer input, by site name (attn_in.n, mlp_in.n)
     final: Tensor  # residual the final norm reads
     logits: Tensor  # [B, T, V]
+    calls: BlockCalls  # what each block was called with, so a patched pass can start at any layer
 
 
 def _stream_sites(lm: LoadedModel) -> list[str]:
@@ -103,12 +143,12 @@ def _stream_sites(lm: LoadedModel) -> list[str]:
 
 def clean_run(lm: LoadedModel, ids: Tensor) -> CleanRun:
     """Clean forward pass: logits and the stream at every layer boundary and sublayer input."""
-    with torch.no_grad(), read(lm, _stream_sites(lm)) as cache:
+    with torch.no_grad(), read(lm, _stream_sites(lm)) as cache, record_block_calls(lm) as calls:
         logits = run_forward(lm, ids).logits
     pre = [cache[site_name("resid_pre", n)] for n in range(lm.n_layers)]
     sub_in = {site_name("attn_in", n): pre[n] for n in range(lm.n_layers)}
     sub_in.update({site_name("mlp_in", n): cache[site_name("mlp_in", n)] for n in range(lm.n_layers)})
-    return CleanRun(resid_pre=pre, sub_in=sub_in, final=cache["final"], logits=logits)
+    return CleanRun(resid_pre=pre, sub_in=sub_in, final=cache["final"], logits=logits, calls=calls)
 
 
 def output_means(lm: LoadedModel, batches: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -147,8 +187,16 @@ def patched_logits(
     clean: CleanRun,
     variant: HorizonVariant = HorizonVariant(),
     means: tuple[Tensor, list[Tensor]] | None = None,
+    resume: bool = True,
+    layers: Sequence[int] | None = None,
 ) -> Tensor:
-    """Logits of the model run with horizon k (one forward pass)."""
+    """Logits of the model run with horizon k.
+
+    layers: the layers whose sublayers get the truncated stream; default every layer >= k (>= K with
+        `enforce_from`). The per-layer profile passes one layer: every other layer runs as usual.
+    resume: start at the first patched layer from the clean run's stream (layers below it are the clean
+    model's in every variant); False runs the whole model, for checking that both agree.
+    """
     if k < 1:
         raise ValueError(f"the horizon k must be >= 1, got {k}")
     if variant.fill == "mean" and means is None:
@@ -165,13 +213,19 @@ def patched_logits(
 
     edits: dict[str, Callable[[Tensor], Tensor]] = {}
     current: dict[int, Tensor] = {}  # propagated: the patched run's own stream entering each layer
+    first = L  # the first layer whose input the variant changes (L: none, or only the readout)
     if variant.readout_only:
+        if layers is not None:
+            raise ValueError("the readout-only variant truncates no layer; it takes no `layers`")
         if k < L:
             m = L - k
             edits["final"] = lambda h: finish(h - clean.resid_pre[m], h, m)
     else:
-        first = k if variant.enforce_from is None else variant.enforce_from
-        for n in range(first, L):
+        first = min(L, k if variant.enforce_from is None else variant.enforce_from)
+        if layers is not None:
+            layers = sorted({whole(n, "a layer to truncate", 0, L - 1) for n in layers})
+            first = layers[0] if layers else L
+        for n in range(first, L) if layers is None else layers:
             m = max(0, n - k)
             for kind in ("attn_in", "mlp_in"):
                 site = site_name(kind, n)
@@ -180,13 +234,19 @@ def patched_logits(
                     edits[site] = lambda h, w=window_in, m=m: finish(w - clean.resid_pre[m], h, m)
                 else:
                     edits[site] = lambda h, m=m: finish(h - current[m], h, m)
+    if resume and not edits:
+        return clean.logits
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         if edits and variant.source == "propagated":
-            watch = [site_name("resid_pre", n) for n in range(L)]
+            if resume:  # the layers not run are the clean model's
+                current.update(enumerate(clean.resid_pre[:first]))
+            watch = [site_name("resid_pre", n) for n in range(first if resume else 0, L)]
             stack.enter_context(read(lm, watch, reduce=lambda name, act: current.__setitem__(layer_of(name), act)))
         if edits:
             stack.enter_context(edit(lm, edits))
+        if resume:
+            return forward_from(lm, first, clean.resid_pre[first] if first < L else clean.final, clean.calls)
         return run_forward(lm, ids).logits
 
 
@@ -202,15 +262,19 @@ def horizon_batch(
     variant: HorizonVariant = HorizonVariant(),
     means: tuple[Tensor, list[Tensor]] | None = None,
     on_k: Callable[[int], None] | None = None,
+    resume: bool = True,
 ) -> dict[str, list[list[float]]]:
-    """One clean pass and one patched pass per k on a batch: per-sequence metrics, [len(ks)][B] each."""
+    """One clean pass and one patched pass per k on a batch: per-sequence metrics, [len(ks)][B] each.
+
+    resume: patched passes start at their first patched layer (see `patched_logits`).
+    """
     check_ks(ks, lm.n_layers)  # refuses k outside 1..L (the order of `ks` is kept)
     variant.check(lm.n_layers)
     clean = clean_run(lm, ids)
     ref = clean_reference(clean.logits, ids)
     out: dict[str, list[list[float]]] = {m: [] for m in (*METRICS, "clean_ce")}
     for k in ks:
-        scores = next_token_metrics(ref, patched_logits(lm, ids, k, clean, variant, means))
+        scores = next_token_metrics(ref, patched_logits(lm, ids, k, clean, variant, means, resume))
         for name, values in scores.items():
             out[name].append(values.tolist())
         if on_k is not None:
