@@ -110,14 +110,16 @@ def _hooks(handles_factory: Callable[[list], None]) -> Iterator[None]:
 
 
 class ActivationCache(dict):
-    """Site name -> activation of the latest forward call; `steps(site)` keeps every call."""
+    """Site name -> activation of the latest forward call; `steps(site)` keeps every call. Activations are
+    kept on one device (`device`, the model's input device), also when the model is split over several."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | None = None) -> None:
         super().__init__()
+        self.device = device
         self._steps: dict[str, list[Tensor]] = {}
 
     def _record(self, name: str, value: Tensor) -> None:
-        value = value.detach()
+        value = value.detach() if self.device is None else value.detach().to(self.device)
         self[name] = value
         self._steps.setdefault(name, []).append(value)
 
@@ -150,7 +152,7 @@ def read(
     """
     where = locator_for(lm)
     parsed = resolve_sites(where, sites)
-    cache = ActivationCache()
+    cache = ActivationCache(where.device())
     unread = {str(s) for s in parsed}
     stopped = False
 
@@ -290,8 +292,9 @@ def _installer(module: nn.Module, phase: str, fn: Edit) -> Callable[[list], None
 
 
 def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:
+    """Adds `vec` (moved to each activation's device: a model split over devices has sites on several)."""
     if tracker is None:
-        return lambda h: h + _broadcast(vec, h)
+        return lambda h: h + _broadcast(vec, h).to(h.device)
 
     def add_at_positions(h: Tensor) -> Tensor:
         state: PositionState = tracker.require()
@@ -301,10 +304,10 @@ def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:
             raise RuntimeError(f"position weights {tuple(w.shape)} do not match activations {tuple(h.shape)}")
         if vec.dim() == 2:  # position-wise: row i goes to real token i
             rows = state.index.clamp(0, vec.shape[0] - 1)
-            delta = vec[rows]
+            delta = vec[rows.to(vec.device)]
         else:
             delta = vec
-        return h + delta * w.unsqueeze(-1).to(h.dtype)
+        return h + delta.to(h.device) * w.unsqueeze(-1).to(device=h.device, dtype=h.dtype)
 
     return add_at_positions
 
@@ -350,7 +353,7 @@ def _replacer(name: str, value: Tensor) -> Edit:
 
 def residual_write_sites(lm: LoadedModel) -> list[str]:
     """Every site that writes into the residual stream: the embedding and each sublayer output."""
-    return residual_write_names(lm.n_layers)
+    return residual_write_names(lm.n_layers, bool(lm.adapter.pos_embed))
 
 
 @contextmanager
@@ -369,7 +372,7 @@ def project_out(lm: Model, direction: Tensor, sites: SiteSpec | Iterable[SiteSpe
     names = where.residual_writes() if sites is None else [str(s) for s in resolve_sites(where, sites)]
 
     def remove(h: Tensor) -> Tensor:
-        u = _broadcast(unit, h)
+        u = _broadcast(unit, h).to(h.device)
         if u.dim() == 1:
             return h - (h @ u).unsqueeze(-1) * u
         dims = tuple(h.dim() - u.dim() + i for i, n in enumerate(u.shape) if n > 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+import torch
 from torch import Tensor, nn
 
 from .adapters import get_module
@@ -44,6 +45,10 @@ class SiteLocator(Protocol):
         """One forward pass on `inputs`."""
         ...
 
+    def device(self) -> torch.device | None:
+        """The one device reads come back on (the model's input device), or None to keep each where it is."""
+        ...
+
     def track_positions(self) -> PositionTracker:
         """A tracker of token positions (language models only)."""
         ...
@@ -60,11 +65,13 @@ class LanguageModelSites:
         self.lm = lm
 
     def parse(self, name: str | Site) -> Site:
-        return parse_site(name, self.lm.n_layers, self.lm.adapter.parallel)
+        return parse_site(name, self.lm.n_layers, self.lm.adapter.parallel, bool(self.lm.adapter.pos_embed))
 
     def locate(self, site: Site) -> tuple[nn.Module, str]:
         lm, a = self.lm, self.lm.adapter
-        if site.kind == "embed":
+        if site.kind in ("embed", "pos_embed") and a.pos_embed:  # learned positions: each embedding's own output
+            return get_module(lm.model, a.embed if site.kind == "embed" else a.pos_embed), "post"
+        if site.kind == "embed":  # the whole embedding, as block 0 reads it (Gemma's scale included)
             return lm.blocks[0], "pre"
         if site.kind == "final":
             return get_module(lm.model, a.final_norm), "pre"
@@ -99,12 +106,15 @@ class LanguageModelSites:
     def forward(self, inputs: Mapping[str, Tensor] | Tensor) -> object:
         return run_forward(self.lm, inputs)
 
+    def device(self) -> torch.device:
+        return self.lm.device
+
     def track_positions(self) -> PositionTracker:
         base = get_module(self.lm.model, self.lm.adapter.layers.rsplit(".", 1)[0])
         return PositionTracker(base)
 
     def residual_writes(self) -> list[str]:
-        return residual_write_names(self.lm.n_layers)
+        return residual_write_names(self.lm.n_layers, bool(self.lm.adapter.pos_embed))
 
 
 class ModuleSites:
@@ -131,6 +141,9 @@ class ModuleSites:
     def forward(self, inputs: Mapping[str, Tensor] | Tensor) -> object:
         return self.module(inputs)
 
+    def device(self) -> torch.device | None:
+        return None
+
     def track_positions(self) -> PositionTracker:
         raise ValueError("token positions need a language model; on a plain torch module use positions='all'")
 
@@ -144,6 +157,6 @@ def locator_for(model: LoadedModel | nn.Module | SiteLocator) -> SiteLocator:
         return LanguageModelSites(model)
     if isinstance(model, nn.Module):
         return ModuleSites(model)
-    if all(hasattr(model, m) for m in ("parse", "locate", "check_vector", "forward")):
+    if all(hasattr(model, m) for m in ("parse", "locate", "check_vector", "forward", "device")):
         return model
     raise TypeError(f"expected a LoadedModel or a torch module, got {type(model).__name__}")

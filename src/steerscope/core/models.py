@@ -73,7 +73,9 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the device of the weights, or for a model split over devices by accelerate
+        (`device_map`) the device its input embedding runs on."""
+        return input_device(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -83,7 +85,7 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
     def site_names(self) -> list[str]:
-        return all_site_names(self.n_layers, self.adapter.parallel)
+        return all_site_names(self.n_layers, self.adapter.parallel, bool(self.adapter.pos_embed))
 
     def fingerprint(self) -> str:
         """A short hash of the architecture and of every weight as loaded (name, shape, dtype and all bytes).
@@ -107,18 +109,50 @@ class LoadedModel:
         return {k: v.to(self.device) for k, v in enc.items()}
 
 
+def input_device(model: nn.Module) -> torch.device:
+    """The device a model's inputs go to: its input embedding's execution device when accelerate dispatched it
+    (weights offloaded to CPU RAM or disk sit on the meta device between calls), else its first weight's device."""
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embed = get_embeddings() if callable(get_embeddings) else None
+    where = getattr(getattr(embed, "_hf_hook", None), "execution_device", None)
+    if where is not None:
+        return torch.device(where)
+    return next(model.parameters()).device
+
+
 def weights_fingerprint(model: nn.Module, n_layers: int) -> str:
-    """16 hex digits of a sha256 over the config basics and every parameter tensor's name, shape, dtype and bytes."""
+    """16 hex digits of a sha256 over the config basics and every parameter tensor's name, shape, dtype and bytes.
+
+    Weights that accelerate offloaded (to CPU RAM or disk) are read back module by module, so a model split over
+    devices has the fingerprint of the same model in one piece.
+    """
     h = hashlib.sha256()
     config = getattr(model, "config", None)
     cfg = {k: getattr(config, k, None) for k in ("model_type", "hidden_size", "vocab_size")}
     h.update(json.dumps({**cfg, "n_layers": n_layers}, sort_keys=True).encode())
+    by_module: dict[str, list[str]] = {}  # named_parameters' order (ties counted once), grouped by module
+    for name, _ in model.named_parameters():
+        owner, _, leaf = name.rpartition(".")
+        by_module.setdefault(owner, []).append(leaf)
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            h.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
-            flat = param.detach().reshape(-1).contiguous().cpu()
-            h.update(flat.view(torch.uint8).numpy().data)
+        for owner, leaves in by_module.items():
+            module = model.get_submodule(owner)
+            with _weights_in_memory(module):
+                for leaf in leaves:
+                    param = getattr(module, leaf)
+                    h.update(f"{owner + '.' if owner else ''}{leaf}:{tuple(param.shape)}:{param.dtype}".encode())
+                    flat = param.detach().reshape(-1).contiguous().cpu()
+                    h.update(flat.view(torch.uint8).numpy().data)
     return h.hexdigest()[:16]
+
+
+def _weights_in_memory(module: nn.Module) -> contextlib.AbstractContextManager:
+    """A module's offloaded weights loaded for the block (accelerate), or nothing to do."""
+    if getattr(module, "_hf_hook", None) is None:
+        return contextlib.nullcontext()
+    from accelerate.utils import align_module_device
+
+    return align_module_device(module)
 
 
 def _prepare_tokenizer(tokenizer) -> None:
@@ -158,38 +192,111 @@ def load_model(
     device: str | torch.device = "cpu",
     allow_download: bool | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+    max_memory: str | dict | None = None,
+    offload_folder: str | Path | None = None,
 ) -> LoadedModel:
     """Load a causal LM by spec: "default", a hub id, a local HF folder or a local `.gguf` file.
 
     `allow_download=None` downloads from the hub only when it is reachable and HF_HUB_OFFLINE is unset.
     `trust_remote_code`: run Python code shipped with the model (a config with `auto_map`); without it such a
     model is refused before anything of it is imported (transformers' own y/N prompt is never reached).
+    `device_map` ("auto", "balanced", "balanced_low_0", "sequential", or {module: device}, where a device is a GPU
+    index, "cpu" or "disk") splits a model too large for one device over several through accelerate, with
+    `max_memory` ({device: "20GiB"} or "0=20GiB,cpu=64GiB") as the budget per device; `device` is then unused.
+    Disk-offloaded weights go to `offload_folder` (default: a folder per spec under the steerscope cache).
     """
     torch_dtype = _parse_dtype(dtype)
+    placement = _placement(spec, device_map, max_memory, offload_folder)
     path = Path(os.path.expanduser(spec))
     if spec == "default":
-        model, tok, source = _load_default(torch_dtype, allow_download)
+        model, tok, source = _load_default(torch_dtype, allow_download, placement)
         name = DEFAULT_HUB_ID
     elif spec.endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
-        model, tok = _load_gguf(path, torch_dtype)
+        model, tok = _load_gguf(path, torch_dtype, placement)
         source, name = f"gguf:{path}", path.stem
     elif path.is_dir():
         _check_config(path, trust_remote_code)
         model, tok = _from_pretrained(
-            str(path), torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code
+            str(path), torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code, **placement
         )
         source, name = f"folder:{path}", str(path)
     elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelLoadError(f"no model folder or file at {spec!r}")
     else:
-        model, tok = _load_hub_id(spec, torch_dtype, allow_download, trust_remote_code)
+        model, tok = _load_hub_id(spec, torch_dtype, allow_download, trust_remote_code, placement)
         source, name = f"hub:{spec}", spec
-    model = model.to(device).eval()
+    model = (model if placement else model.to(device)).eval()
     _prepare_tokenizer(tok)
     adapter = adapter_for_config(model.config)
     return LoadedModel(model=model, tokenizer=tok, adapter=adapter, name=name, source=source)
+
+
+DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def parse_device_map(value: str | dict | None) -> str | dict | None:
+    """A device map as accelerate takes it, from a name (auto, balanced, balanced_low_0, sequential), a JSON object
+    ('{"model.layers.0": 0, "lm_head": "cpu"}'), a .json file holding one, or a dict; "" or None: no map."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value in DEVICE_MAP_NAMES:
+        return value
+    text = value
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        file = Path(os.path.expanduser(value))
+        if not file.is_file():
+            raise ValueError(
+                f"device map {value!r} is not one of {', '.join(DEVICE_MAP_NAMES)}, a JSON object or a .json file"
+            )
+        text = file.read_text(encoding="utf-8")
+    try:
+        mapping = json.loads(text) if isinstance(text, str) else text
+    except ValueError as exc:
+        raise ValueError(f"device map {value!r} is not valid JSON ({exc})") from None
+    if not isinstance(mapping, dict) or not mapping:
+        raise ValueError(f"a device map must map module names to devices, got {mapping!r}")
+    for module, where in mapping.items():
+        ok = (isinstance(where, int) and not isinstance(where, bool) and where >= 0) or (
+            isinstance(where, str) and (where in ("cpu", "disk", "mps") or where.startswith(("cuda", "xpu", "npu")))
+        )
+        if not isinstance(module, str) or not ok:
+            raise ValueError(
+                f"device map entry {module!r}: {where!r} is not a device (a GPU index, 'cuda:N', 'cpu' or 'disk')"
+            )
+    return mapping
+
+
+def parse_max_memory(value: str | dict | None) -> dict | None:
+    """accelerate's per-device memory budget from "0=20GiB,1=20GiB,cpu=64GiB" or a dict; "" or None: none."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return value
+    out: dict[int | str, str] = {}
+    for part in value.split(","):
+        device, eq, size = (x.strip() for x in part.partition("="))
+        if not eq or not device or not size:
+            raise ValueError(f"max memory {value!r}: write DEVICE=SIZE pairs, e.g. 0=20GiB,cpu=64GiB")
+        out[int(device) if device.isdigit() else device] = size
+    return out
+
+
+def _placement(spec: str, device_map, max_memory, offload_folder) -> dict[str, Any]:
+    """from_pretrained's keyword arguments that split a model over devices (empty: one device)."""
+    mapping = parse_device_map(device_map)
+    if mapping is None:
+        if max_memory not in (None, "", {}):
+            raise ValueError("max_memory (--max-memory) needs a device map (--device-map auto)")
+        return {}
+    folder = offload_folder or cache_dir() / "offload" / hashlib.sha256(spec.encode()).hexdigest()[:16]
+    out: dict[str, Any] = {"device_map": mapping, "offload_folder": str(folder)}
+    budget = parse_max_memory(max_memory)
+    if budget:
+        out["max_memory"] = budget
+    return out
 
 
 REMOTE_CODE_HINT = "pass --trust-remote-code (API: trust_remote_code=True) only if you trust it"
@@ -273,7 +380,9 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def _load_hub_id(repo_id: str, dtype, allow_download: bool | None, trust_remote_code: bool = False):
+def _load_hub_id(
+    repo_id: str, dtype, allow_download: bool | None, trust_remote_code: bool = False, placement: dict | None = None
+):
     from huggingface_hub import hf_hub_download
     from transformers import AutoConfig
 
@@ -298,7 +407,9 @@ def _load_hub_id(repo_id: str, dtype, allow_download: bool | None, trust_remote_
         _refuse_remote_code(repr(repo_id), raw if isinstance(raw, dict) else {})
     config = AutoConfig.from_pretrained(repo_id, local_files_only=local, trust_remote_code=trust_remote_code)
     adapter_for_config(config)
-    return _from_pretrained(repo_id, dtype, local_files_only=local, trust_remote_code=trust_remote_code)
+    return _from_pretrained(
+        repo_id, dtype, local_files_only=local, trust_remote_code=trust_remote_code, **(placement or {})
+    )
 
 
 def default_gguf_path() -> Path:
@@ -309,22 +420,23 @@ def default_gguf_path() -> Path:
         raise ModelLoadError(str(exc)) from exc
 
 
-def _load_default(dtype, allow_download: bool | None):
+def _load_default(dtype, allow_download: bool | None, placement: dict | None = None):
     """Full-precision copy from the HF cache or hub if possible, else the packaged GGUF (cached)."""
+    placement = placement or {}
     if _in_hf_cache(DEFAULT_HUB_ID):
         try:
-            model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=True)
+            model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=True, **placement)
             return model, tok, f"hf-cache:{DEFAULT_HUB_ID}"
         except (OSError, ModelLoadError):
             pass
     if allow_download or (allow_download is None and _hub_reachable()):
         try:
-            model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=False)
+            model, tok = _from_pretrained(DEFAULT_HUB_ID, dtype, local_files_only=False, **placement)
             return model, tok, f"hub:{DEFAULT_HUB_ID}"
         except OSError:
             pass
     gguf = default_gguf_path()
-    model, tok = _load_gguf(gguf, dtype)
+    model, tok = _load_gguf(gguf, dtype, placement)
     return model, tok, f"gguf:{DEFAULT_PACKAGE}=={_dist_version()} ({gguf.name}, dequantized)"
 
 
@@ -379,12 +491,13 @@ def gguf_cache_key(path: str | Path, index_dir: Path | None = None) -> str:
     return f"{path.stem}-{path.stat().st_size}-{file_sha256(path, index_dir)[:32]}"
 
 
-def _load_gguf(path: Path, dtype):
-    """Dequantize a GGUF file once, cache it as fp32 safetensors, and load from the cache after."""
+def _load_gguf(path: Path, dtype, placement: dict | None = None):
+    """Dequantize a GGUF file once, cache it as fp32 safetensors, and load from the cache after (split over devices
+    by `placement`, from_pretrained's device_map arguments, when given)."""
     cached = cache_dir() / "gguf" / gguf_cache_key(path)
     if (cached / "config.json").is_file():
         try:
-            return _from_pretrained(str(cached), dtype, local_files_only=True)
+            return _from_pretrained(str(cached), dtype, local_files_only=True, **(placement or {}))
         except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt below
             shutil.rmtree(cached, ignore_errors=True)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -412,6 +525,9 @@ def _load_gguf(path: Path, dtype):
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     _save_atomically(model, tok, cached)
+    if placement:  # split over devices: load the cached copy the way every later load will
+        del model
+        return _from_pretrained(str(cached), dtype, local_files_only=True, **placement)
     if dtype not in ("auto", torch.float32):
         model = model.to(dtype)
     return model, tok
