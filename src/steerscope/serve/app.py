@@ -43,16 +43,17 @@ REPORT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src
 MAX_BODY_OVERHEAD = 64_000  # bytes a request body may hold besides an upload's text
 
 
-async def read_json(request: Request, limit: int) -> object:
+async def read_json(request: Request, limit: int, what: str = "the request body") -> object:
     """The request body as JSON, refused (413) as soon as it grows past `limit` bytes."""
+    too_large = TooLarge(f"{what} is over this server's limit of {limit} bytes")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the request body is over this server's limit of {limit} bytes")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise TooLarge(f"the request body is over this server's limit of {limit} bytes")
+            raise too_large
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -148,7 +149,7 @@ def create_app(playground: Playground) -> FastAPI:
 
     @app.post("/api/pairs")
     async def upload(request: Request):
-        data = await read_json(request, limits.max_upload_bytes + MAX_BODY_OVERHEAD)
+        data = await read_json(request, limits.max_upload_bytes + MAX_BODY_OVERHEAD, "the upload")
         if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("text"), str):
             raise RequestError('an upload is a JSON object {"name": file name, "text": the file\'s text}')
         got = playground.library.upload(data["name"], data["text"])

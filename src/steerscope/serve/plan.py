@@ -47,7 +47,7 @@ class SteerRequest(BaseModel):
     coefficients: list[float]
     second: SecondVector | None = None
     positions: str = "all"
-    max_new_tokens: int = 40
+    max_new_tokens: int | None = None  # None: 40, or the server's limit when that is lower
     sample: bool = False
     seed: int = 0
     repetition_penalty: float = 1.3
@@ -165,7 +165,8 @@ def make_plan(
             f"the prompt is {n_tokens} tokens, over this server's limit of {limits.max_prompt_tokens} "
             "(start it with a larger --max-prompt-tokens)"
         )
-    whole(request.max_new_tokens, "max_new_tokens", 1, limits.max_new_tokens)
+    max_new_tokens = min(40, limits.max_new_tokens) if request.max_new_tokens is None else request.max_new_tokens
+    whole(max_new_tokens, "max_new_tokens", 1, limits.max_new_tokens)
     whole(request.seed, "seed", 0)
     penalty = finite(request.repetition_penalty, "repetition_penalty", 0.01, 100.0)
     if request.positions not in POSITION_SPECS:
@@ -186,7 +187,7 @@ def make_plan(
     steered = [c for c in coefficients if c != 0 or second is not None]  # A at 0 alone is the unsteered column
     columns = [Column("unsteered", None)] + [Column(column_label(c, second), c, second) for c in steered]
     generation = {
-        "max_new_tokens": request.max_new_tokens,
+        "max_new_tokens": max_new_tokens,
         "do_sample": request.sample,
         "seed": request.seed,
         "repetition_penalty": penalty,

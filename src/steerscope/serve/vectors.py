@@ -118,7 +118,7 @@ class VectorLibrary:
         if suffix not in UPLOAD_SUFFIXES:
             raise RequestError(f"{base or 'the upload'}: unknown format; upload a .jsonl, .json or .csv file")
         if len(text.encode("utf-8")) > self.max_upload_bytes:
-            raise TooLarge(f"{base} is over the upload limit of {self.max_upload_bytes} bytes")
+            raise TooLarge(f"the upload {base} is over this server's limit of {self.max_upload_bytes} bytes")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"upload{suffix}"
             path.write_text(text, encoding="utf-8")
