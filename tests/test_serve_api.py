@@ -56,6 +56,7 @@ def vectors(tmp_path_factory, lm, folder):
     other = load_model(str(save_byte_model(tmp_path_factory.mktemp("other") / "m", seed=3)))
     fit("mean_diff", other, load_pairs("sentiment")[:4], ["resid_pre.1"]).save(root / "other.safetensors")
     (root / "broken.safetensors").write_bytes(b"not a safetensors file")
+    fit("actadd", lm, load_pairs("sentiment")[:1], ["resid_pre.0"]).save(root / "actadd.safetensors")
     return root
 
 
@@ -134,7 +135,8 @@ def test_info_and_status(client, lm):
 
 def test_vector_files_are_listed_with_what_is_wrong(client):
     rows = {r["name"]: r for r in client.get("/api/vectors").json()["vectors"]}
-    assert set(rows) == {"sent.safetensors", "sub/double.safetensors", "other.safetensors", "broken.safetensors"}
+    assert set(rows) == {"sent.safetensors", "sub/double.safetensors", "other.safetensors", "broken.safetensors",
+                         "actadd.safetensors"}  # fmt: skip
     assert rows["sent.safetensors"]["problem"] is None and rows["sent.safetensors"]["sites"] == ["resid_pre.2"]
     assert "not a readable safetensors file" in rows["broken.safetensors"]["problem"]
     assert "was made for" in rows["other.safetensors"]["problem"]
@@ -282,12 +284,23 @@ FILE = {"file": "sent.safetensors"}
         ({"vector": {"file": "broken.safetensors"}}, 400, ["not a readable safetensors file"]),
         ({"vector": {"file": "other.safetensors"}}, 400, ["was made for", "allow_other_model"]),
         ({"second": {"vector": FILE}}, 422, ["second.coefficient", "Field required"]),
+        ({"vector": {"file": "actadd.safetensors"}, "positions": "prompt"}, 400, ["position-wise", "all or front"]),
     ],
 )
 def test_a_bad_request_is_refused_before_it_is_queued(client, body, status, needles):
     full = {"prompt": PROMPT, "vector": FILE, "coefficients": [4.0], **GEN, **body}
     refused(client.post("/api/steer", json=full), status, *needles)
     assert client.get("/api/status").json()["streams"] == 0
+
+
+def test_a_problem_found_only_on_the_model_thread_is_an_error_event(client):
+    body = {"prompt": PROMPT, **GEN, "coefficients": [2.0], "positions": "generated"}
+    body["vector"] = {"pairs": "sentiment", "method": "actadd", "n_pairs": 1}  # its shape is known once fitted
+    events = sse_events(client.post("/api/steer", json=body).text.splitlines())
+    assert [e["type"] for e in events] == ["queued", "status", "error", "closed"]
+    assert "position-wise (ActAdd) vector" in events[2]["message"]
+    body["positions"] = "front"
+    assert len(steer(client, **{k: v for k, v in body.items() if k != "prompt"})["texts"]) == 2
 
 
 def test_nan_and_infinite_coefficients_and_broken_bodies_are_refused(client):

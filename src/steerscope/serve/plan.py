@@ -131,6 +131,15 @@ class Plan:
         return {"commands": commands, "python": python}
 
 
+def check_positions(vector: SteeringVector, positions: str) -> None:
+    """A position-wise (ActAdd) vector [T, d] is added at the front of the prompt, so it takes no other positions."""
+    if any(v.dim() == 2 for v in vector.vectors.values()) and positions not in ("all", "front"):
+        raise RequestError(
+            f"a position-wise (ActAdd) vector is added at the front of the prompt; positions {positions!r} cannot "
+            "take it: choose all or front"
+        )
+
+
 def _source(choice: VectorChoice, library: VectorLibrary, default_site: str, which: str) -> Source:
     if (choice.file is None) == (choice.pairs is None):
         raise RequestError(f"the {which} vector needs either 'file' (a vector file) or 'pairs' (a pair set to fit)")
@@ -184,6 +193,9 @@ def make_plan(
     if request.second is not None:
         sources.append(_source(request.second.vector, library, default_site, "second"))
         second = finite(request.second.coefficient, "the second vector's coefficient")
+    for source in sources:
+        if source.vector is not None:
+            check_positions(source.vector, request.positions)
     steered = [c for c in coefficients if c != 0 or second is not None]  # A at 0 alone is the unsteered column
     columns = [Column("unsteered", None)] + [Column(column_label(c, second), c, second) for c in steered]
     generation = {

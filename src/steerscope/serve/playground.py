@@ -27,7 +27,7 @@ from ..evaluate.scorers import keyword_hits, sentiment_compound
 from ..steering.vector import SteeringVector
 from ..sweep.datasets import BUILTIN as CONCEPTS
 from .engine import Engine, Ticket
-from .plan import Column, Limits, Plan, SteerRequest, make_plan
+from .plan import Column, Limits, Plan, SteerRequest, check_positions, make_plan
 from .vectors import VectorLibrary
 
 KEEP_UNSTEERED = 64
@@ -131,6 +131,7 @@ class Playground:
                 source.vector = self.library.fitted(source.fit)
                 ticket.check()
             assert source.vector is not None
+            check_positions(source.vector, plan.positions)  # a fit's shape is known only now
             vectors.append(source.vector)
             ticket.emit({"type": "vector", "index": i, "norms": source.vector.meta["norms"]})
         concept = concept_of(vectors[0])
