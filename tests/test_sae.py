@@ -44,7 +44,7 @@ def _direct(sae, x):
             f = np.array([max(pre[j], 0.0) if j in keep else 0.0 for j in range(sae.d_sae)])
         elif sae.cfg.architecture == "jumprelu":
             th = sae.threshold.detach().double().numpy()
-            f = np.array([pre[j] if pre[j] > th[j] else 0.0 for j in range(sae.d_sae)])
+            f = np.array([max(pre[j], 0.0) if pre[j] > th[j] else 0.0 for j in range(sae.d_sae)])  # ReLU first
         else:
             f = np.maximum(pre, 0.0)
         recon = b_dec + sum(f[j] * W_dec[j] for j in range(sae.d_sae))
@@ -208,6 +208,46 @@ def test_load_saelens_files_in_its_own_key_names(tmp_path):
     assert load_saelens(tmp_path / "old_topk").cfg.k == 3
 
 
+def test_jumprelu_with_negative_thresholds_applies_relu_first():
+    sae = _random_sae("jumprelu", d_in=12, d_sae=40)
+    with torch.no_grad():
+        sae.threshold.fill_(-1.0)
+    x = torch.randn(6, 12, generator=torch.Generator().manual_seed(4))
+    pre = sae.pre_acts(x)
+    assert bool(((pre > -1) & (pre < 0)).any()), "the test needs pre-activations between threshold and 0"
+    assert float(sae.encode(x).detach().min()) >= 0.0
+    np.testing.assert_allclose(sae.encode(x).detach().numpy(), _direct(sae, x)[0], atol=1e-5)
+
+
+def test_rescale_acts_by_decoder_norm_is_folded_on_loading(tmp_path):
+    sae = _random_sae("topk", d_in=16, d_sae=32, k=4)  # decoder rows of norm about 1.2, far from 1
+    cfg = {"d_in": 16, "d_sae": 32, "architecture": "topk", "k": 4, "rescale_acts_by_decoder_norm": True}
+    _write_saelens_folder(tmp_path / "rescaled", cfg, sae)
+    loaded = load_saelens(tmp_path / "rescaled")
+    assert loaded.cfg.meta["decoder_norm_folded"] is True
+    torch.testing.assert_close(loaded.W_dec.norm(dim=-1), torch.ones(32))
+    # SAELens's rescaled TopK, written out by hand: topk of pre * |W_dec_i|, then (f / |W_dec_i|) @ W_dec + b_dec
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(5))
+    norms = sae.W_dec.detach().norm(dim=-1)
+    pre = ((x - sae.b_dec) @ sae.W_enc + sae.b_enc).detach() * norms
+    top = pre.topk(4, dim=-1)
+    f = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    recon = (f / norms) @ sae.W_dec.detach() + sae.b_dec.detach()
+    torch.testing.assert_close(loaded.encode(x), f, atol=1e-5, rtol=0)
+    torch.testing.assert_close(loaded(x), recon, atol=1e-5, rtol=0)
+    assert (loaded.encode(x) - sae.encode(x)).abs().max() > 1e-2, "ignoring the flag would differ"
+    save_saelens(loaded, tmp_path / "again")  # written folded: no flag, so it is not folded twice
+    torch.testing.assert_close(load_saelens(tmp_path / "again").W_enc, loaded.W_enc, atol=0, rtol=0)
+    with torch.no_grad():
+        sae.W_dec[3] = 0.0
+    _write_saelens_folder(tmp_path / "dead", cfg, sae)
+    with pytest.raises(SAEFileError, match="decoder row 3 is zero"):
+        load_saelens(tmp_path / "dead")
+    _write_saelens_folder(tmp_path / "flag", {**cfg, "rescale_acts_by_decoder_norm": "yes"}, sae)
+    with pytest.raises(SAEFileError, match="rescale_acts_by_decoder_norm must be true or false"):
+        load_saelens(tmp_path / "flag")
+
+
 def test_saelens_errors_name_the_problem(tmp_path):
     with pytest.raises(SAEFileError, match="cfg.json is missing"):
         load_saelens(tmp_path)
@@ -223,9 +263,10 @@ def test_saelens_errors_name_the_problem(tmp_path):
 
 
 def test_hook_names_map_to_sites():
-    for site in ("resid_pre.3", "resid_post.0", "attn_out.11", "mlp_out.2", "resid_mid.5", "embed"):
+    for site in ("resid_pre.3", "resid_post.0", "attn_out.11", "mlp_out.2", "resid_mid.5", "embed", "pos_embed"):
         assert hook_to_site(site_to_hook(site)) == site
     assert site_to_hook("resid_pre.3") == "blocks.3.hook_resid_pre"
+    assert site_to_hook("pos_embed") == "hook_pos_embed" and hook_to_site("hook_embed") == "embed"
 
 
 # --- training --------------------------------------------------------------------------------------

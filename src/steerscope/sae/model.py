@@ -2,7 +2,8 @@
 
     pre  = (x - b_dec) @ W_enc + b_enc          (b_dec subtracted when `apply_b_dec_to_input`)
     f    = act(pre)                            topk: keep the k largest, then ReLU; standard: ReLU;
-                                               jumprelu: pre where pre > threshold, else 0
+                                               jumprelu: ReLU(pre) where pre > threshold, else 0 (as
+                                               SAELens: the ReLU matters only where a threshold is < 0)
     x_hat = f @ W_dec + b_dec                  error = x - x_hat
 
 Shapes and names follow SAELens (W_enc [d_in, d_sae], W_dec [d_sae, d_in]), so its files load as they are.
@@ -85,7 +86,7 @@ class SparseAutoencoder(nn.Module):
             top = pre.topk(self.cfg.k, dim=-1)
             return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
         if self.cfg.architecture == "jumprelu":
-            return pre * (pre > self.threshold)
+            return pre.relu() * (pre > self.threshold)
         return pre.relu()
 
     def encode(self, x: Tensor) -> Tensor:

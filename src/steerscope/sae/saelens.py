@@ -5,6 +5,11 @@ We write the SAELens 6 config (architecture, d_in, d_sae, k, dtype, device, appl
 normalize_activations, reshape_activations, metadata with hook_name / model_name) and read both it and
 the older flat layout (hook_name or hook_point, activation_fn_str / activation_fn + activation_fn_kwargs).
 Hook names are TransformerLens names ('blocks.10.hook_resid_pre'), mapped to sites ('resid_pre.10').
+
+A TopK SAE saved with `rescale_acts_by_decoder_norm` (SAELens: pre-activations times each decoder row's norm,
+latents divided by it before decoding) is loaded with that norm folded in (W_enc and b_enc times it, W_dec
+rows divided by it, as SAELens's fold_W_dec_norm), so its latents and reconstructions equal SAELens's;
+SAELens's standard and JumpReLU SAEs have no such option and ignore the key, and so do we.
 """
 
 from __future__ import annotations
@@ -137,7 +142,6 @@ def _site_field(meta: dict, raw: dict, where: str) -> str | None:
     """The site the SAE reads: metadata.steerscope_site, or the hook name mapped to a site; it must be one."""
     if meta.get("steerscope_site") is not None:
         key, value = "steerscope_site", meta["steerscope_site"]
-        site = value
     else:
         key = next((k for k in ("hook_name", "hook_point") if (meta.get(k) or raw.get(k)) is not None), "hook_name")
         value = meta.get(key) or raw.get(key)
@@ -145,13 +149,13 @@ def _site_field(meta: dict, raw: dict, where: str) -> str | None:
             return None
         if not isinstance(value, str):
             raise SAEFileError(f"{where}: {key} must be a string such as 'blocks.10.hook_resid_pre', got {value!r}")
-        site = hook_to_site(value)
     try:
+        site = hook_to_site(value)
         split_site(site)
     except (SiteError, TypeError) as exc:
         raise SAEFileError(
-            f"{where}: {key} {value!r} is not a site steerscope can hook; expected a TransformerLens name such as "
-            "'blocks.10.hook_resid_pre' (or metadata.steerscope_site such as 'resid_pre.10')"
+            f"{where}: {key} {value!r} is not a site steerscope can hook ({exc}); expected a TransformerLens name "
+            "such as 'blocks.10.hook_resid_pre' (or metadata.steerscope_site such as 'resid_pre.10')"
         ) from exc
     return site
 
@@ -162,15 +166,53 @@ def _require(*paths: Path) -> None:
             raise SAEFileError(f"{p} is missing; an SAE folder holds {CFG_FILE} and {WEIGHTS_FILE} (SAELens layout)")
 
 
-def read_config(folder: str | Path) -> SAEConfig:
-    """The config of an SAE folder without loading its weights."""
+def _raw_config(folder: str | Path) -> tuple[dict, str]:
     cfg_path = Path(folder) / CFG_FILE
     _require(cfg_path)
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SAEFileError(f"{cfg_path} is not valid JSON ({exc.msg})") from exc
-    return config_from_saelens(raw, str(cfg_path))
+    return raw, str(cfg_path)
+
+
+def _config(folder: str | Path) -> tuple[SAEConfig, bool]:
+    """The folder's config, and whether its decoder norms must be folded in on loading."""
+    raw, where = _raw_config(folder)
+    cfg = config_from_saelens(raw, where)
+    rescaled = rescales_by_decoder_norm(raw, cfg, where)
+    if rescaled:
+        cfg.meta["decoder_norm_folded"] = True  # load_saelens folds it: the loaded SAE has unit decoder rows
+    return cfg, rescaled
+
+
+def read_config(folder: str | Path) -> SAEConfig:
+    """The config of an SAE folder without loading its weights."""
+    return _config(folder)[0]
+
+
+def rescales_by_decoder_norm(raw: dict, cfg: SAEConfig, where: str = "cfg.json") -> bool:
+    """Whether SAELens would rescale this SAE's latents by its decoder norms (TopK only, as in SAELens 6)."""
+    flag = raw.get("rescale_acts_by_decoder_norm", False)
+    if not isinstance(flag, bool):
+        raise SAEFileError(f"{where}: rescale_acts_by_decoder_norm must be true or false, got {flag!r}")
+    return flag and cfg.architecture == "topk"
+
+
+@torch.no_grad()
+def fold_decoder_norm(sae: SparseAutoencoder, where: str = "the SAE") -> None:
+    """Fold each decoder row's norm into the encoder (W_enc columns and b_enc times it, W_dec rows divided by
+    it): the SAE then computes what SAELens computes with `rescale_acts_by_decoder_norm`, latents included."""
+    norms = sae.W_dec.norm(dim=-1)
+    if not bool((norms > 0).all()):
+        dead = int((norms == 0).nonzero()[0, 0])
+        raise SAEFileError(
+            f"{where}: decoder row {dead} is zero, and rescale_acts_by_decoder_norm divides latents by the "
+            "decoder norms; SAELens itself would produce NaN for it"
+        )
+    sae.W_enc.mul_(norms)
+    sae.b_enc.mul_(norms)
+    sae.W_dec.div_(norms.unsqueeze(-1))
 
 
 def load_saelens(folder: str | Path) -> SparseAutoencoder:
@@ -178,7 +220,7 @@ def load_saelens(folder: str | Path) -> SparseAutoencoder:
     folder = Path(folder)
     weights_path = folder / WEIGHTS_FILE
     _require(folder / CFG_FILE, weights_path)
-    cfg = read_config(folder)
+    cfg, rescaled = _config(folder)
     try:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError) as exc:
@@ -193,4 +235,6 @@ def load_saelens(folder: str | Path) -> SparseAutoencoder:
     if expected != got:
         raise SAEFileError(f"{weights_path} holds {got}, but a {cfg.architecture} SAE of this config needs {expected}")
     sae.load_state_dict({k: v.float() for k, v in tensors.items()})
+    if rescaled:
+        fold_decoder_norm(sae, str(weights_path))
     return sae
