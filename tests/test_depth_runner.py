@@ -54,7 +54,7 @@ def test_horizon_run_writes_everything_and_refuses_existing(setup):
     assert rows[0]["layers"] == 3
     parser = _Sections()
     parser.feed((folder / "index.html").read_text())
-    assert {"Summary", "Text", "Variant"} <= set(parser.h2) and parser.images == 2
+    assert {"Summary", "Text", "Variants", "k* by variant"} <= set(parser.h2) and parser.images == 2
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_horizon(run, ks=[1])
 

@@ -58,7 +58,7 @@ def _depth_run(
 def _show(folder: Path, rows, title: str) -> None:
     from ..depth.run import print_summary
 
-    print_summary(rows, console, title)
+    print_summary(rows, console, title, folder)
     console.print(f"results: {folder}  (open {folder / 'index.html'})")
 
 
@@ -121,6 +121,26 @@ def horizon(
     ] = -1,
     readout_only: Annotated[bool, typer.Option(help="truncate only the residual the final norm reads")] = False,
     position0: Annotated[str, typer.Option(help="patch: position 0 is truncated too; keep: left whole")] = "patch",
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="several variants side by side: comma-separated from clean, propagated, mean, embedding, "
+            "readout, enforce (at layers >= --enforce-from, default 0), or all; replaces --source/--fill/"
+            "--keep-embedding/--readout-only"
+        ),
+    ] = "",
+    tasks: Annotated[str, typer.Option(help="capability horizons: induction, cloze, or all (default: none)")] = "",
+    task_n: Annotated[int, typer.Option(help="items per capability task")] = 64,
+    task_tolerance: Annotated[
+        float, typer.Option(help="capability k*: the smallest k within this much accuracy of the clean model")
+    ] = 0.05,
+    profile_ks: Annotated[
+        str,
+        typer.Option(
+            help="per-layer profile (each layer truncated alone) over these windows: coarse (1,2,4,...,L), all, "
+            "or e.g. 1,2,4,8 (default: no profile)"
+        ),
+    ] = "",
     max_delta_ce: Annotated[float, typer.Option(help="k* threshold on |delta CE| (nats)")] = 0.1,
     max_kl: Annotated[float, typer.Option(help="k* threshold on KL(clean || patched)")] = 0.1,
     text: Text = "wikipedia",
@@ -135,16 +155,32 @@ def horizon(
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
-    from ..depth.horizon import HorizonVariant
-    from ..depth.run import run_horizon
+    from ..depth.capability import parse_tasks
+    from ..depth.horizon import HorizonVariant, named_variant, parse_variants, variant_name
+    from ..depth.run import HorizonPlan, run_horizon
 
-    variant = HorizonVariant(
-        source=source,
-        keep_embedding=keep_embedding,
-        fill=fill,
-        enforce_from=None if enforce_from < 0 else enforce_from,
-        readout_only=readout_only,
-        position0=position0,
+    if variants:
+        if source != "clean" or keep_embedding or fill != "zero" or readout_only:
+            raise ValueError("--variants names each variant; drop --source, --fill, --keep-embedding, --readout-only")
+        chosen = {name: named_variant(name, max(enforce_from, 0), position0) for name in parse_variants(variants)}
+    else:
+        one = HorizonVariant(
+            source=source,
+            keep_embedding=keep_embedding,
+            fill=fill,
+            enforce_from=None if enforce_from < 0 else enforce_from,
+            readout_only=readout_only,
+            position0=position0,
+        )
+        chosen = {variant_name(one): one}
+    plan = HorizonPlan(
+        ks=_ks(ks),
+        variants=chosen,
+        thresholds={"delta_ce": max_delta_ce, "kl": max_kl},
+        tasks=tuple(parse_tasks(tasks)),
+        task_n=task_n,
+        task_tolerance=task_tolerance,
+        profile_ks=profile_ks or None,
     )
     run = _depth_run(
         models,
@@ -162,6 +198,5 @@ def horizon(
         device,
         trust_remote_code,
     )
-    thresholds = {"delta_ce": max_delta_ce, "kl": max_kl}
-    folder, rows = run_horizon(run, console=console, ks=_ks(ks), variant=variant, thresholds=thresholds)
+    folder, rows = run_horizon(run, console=console, plan=plan)
     _show(folder, rows, "effective layer horizon")

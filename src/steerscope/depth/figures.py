@@ -1,4 +1,5 @@
-"""Depth figures: norm growth, the horizon curve, k* against depth and growth rate."""
+"""Depth figures: norm growth, the horizon curves (per variant, per capability), the per-layer profile, and
+k*/L against depth and growth rate."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import matplotlib.ticker
 import numpy as np
 
 from ..render.figures import plt, save_figure
+
+_METRIC_LABELS = {"delta_ce": "delta CE (nats)", "kl": "KL(clean || patched)", "top1": "top-1 agreement"}
 
 
 def norms_figure(result: dict, title: str, path: Path) -> None:
@@ -42,7 +45,6 @@ def horizon_figure(summary: dict, title: str, path: Path) -> None:
     rows = summary["per_k"]
     ks = np.asarray([r["k"] for r in rows])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    labels = {"delta_ce": "delta CE (nats)", "kl": "KL(clean || patched)", "top1": "top-1 agreement"}
     for ax, metric in zip(axes, ("delta_ce", "kl", "top1"), strict=True):
         y = np.asarray([r[metric] for r in rows])
         ci = np.asarray([r[f"{metric}_ci"] for r in rows])
@@ -58,21 +60,96 @@ def horizon_figure(summary: dict, title: str, path: Path) -> None:
             ax.set_yscale("log")
         ax.set_xlabel("horizon k (layers)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_title(labels[metric], fontsize=10)
+        ax.set_title(_METRIC_LABELS[metric], fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def variants_figure(summaries: dict[str, dict], metric: str, title: str, path: Path) -> None:
+    """One metric against k, one curve (with its bootstrap band) per horizon variant."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    positive = True
+    for i, (name, summary) in enumerate(summaries.items()):
+        rows = summary["per_k"]
+        ks = np.asarray([r["k"] for r in rows])
+        y = np.asarray([r[metric] for r in rows])
+        ci = np.asarray([r[f"{metric}_ci"] for r in rows])
+        star = summary["k_star"].get(metric, {}).get("k")
+        label = name + (f" (k* = {star})" if star is not None else "")
+        ax.plot(ks, y, "o-", ms=3, color=f"C{i}", label=label)
+        ax.fill_between(ks, ci[:, 0], ci[:, 1], color=f"C{i}", alpha=0.15)
+        positive = positive and bool((y > 0).all())
+    if metric in next(iter(summaries.values()))["k_star"]:
+        ax.axhline(next(iter(summaries.values()))["k_star"][metric]["threshold"], color="0.5", ls=":", lw=1)
+    if metric != "top1" and positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("horizon k (layers)")
+    ax.set_ylabel(_METRIC_LABELS[metric])
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def capability_figure(capabilities: dict[str, dict[str, dict]], title: str, path: Path) -> None:
+    """Each task's accuracy against k, one curve per variant, the clean accuracy dashed."""
+    fig, axes = plt.subplots(1, len(capabilities), figsize=(5.5 * len(capabilities), 3.8), squeeze=False)
+    for ax, (task, by_variant) in zip(axes[0], capabilities.items(), strict=True):
+        for i, (name, summary) in enumerate(by_variant.items()):
+            rows = summary["per_k"]
+            ks = np.asarray([r["k"] for r in rows])
+            ci = np.asarray([r["score_ci"] for r in rows])
+            star = summary["k_star"]
+            ax.plot(ks, [r["score"] for r in rows], "o-", ms=3, color=f"C{i}", label=f"{name} (k* = {star})")
+            ax.fill_between(ks, ci[:, 0], ci[:, 1], color=f"C{i}", alpha=0.15)
+        clean = next(iter(by_variant.values()))
+        ax.axhline(clean["clean"], color="k", ls="--", lw=1, label=f"clean {clean['clean']:.2f}")
+        ax.axhline(clean["clean"] - clean["tolerance"], color="0.5", ls=":", lw=1)
+        ax.set_xlabel("horizon k (layers)")
+        ax.set_ylabel("top-1 accuracy")
+        ax.set_title(task, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def profile_figure(profile: dict, title: str, path: Path) -> None:
+    """Heat map of delta CE by layer (truncated alone) and window, and k*_n per layer."""
+    ks = profile["ks"]
+    dce = np.asarray(profile["mean"]["delta_ce"])  # [L][K]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    shown = np.log10(np.clip(np.abs(dce), 1e-4, None))
+    im = ax.imshow(shown.T, aspect="auto", origin="lower", cmap="viridis")
+    ax.set_yticks(range(len(ks)), [str(k) for k in ks])
+    ax.set_xlabel("layer n (only its sublayers truncated)")
+    ax.set_ylabel("window k")
+    fig.colorbar(im, ax=ax, label="log10 |delta CE| (nats)")
+    star = [s if s is not None else np.nan for s in profile["k_star"]]
+    ax2.bar(range(len(star)), star, color="C0")
+    missing = [n for n, s in enumerate(profile["k_star"]) if s is None]
+    if missing:
+        ax2.plot(missing, [max(ks)] * len(missing), "rx", label="no window under threshold")
+        ax2.legend(fontsize=7)
+    ax2.set_xlabel("layer n")
+    ax2.set_ylabel(f"k*_n (|delta CE| < {profile['threshold']:g})")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 
 def scaling_figure(rows: list[dict], x_key: str, x_label: str, path: Path) -> None:
-    """k* (both thresholds) against a per-model quantity, one point per model."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for metric, marker in (("k_star_delta_ce", "o"), ("k_star_kl", "x")):
-        pts = [(r[x_key], r[metric], r["model"]) for r in rows if r.get(metric) is not None and r.get(x_key)]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, ls="", label=metric.replace("k_star_", "k* by "))
-            for x, y, name in pts:
-                ax.annotate(name.split("/")[-1], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    """k*/L (every threshold, variant and capability in the rows) against a per-model quantity, models labelled."""
+    series = [k for k in rows[0] if k.startswith("k_star_") and k.endswith("_over_layers")] if rows else []
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    markers = "ox^sv<>dp*h"
+    for i, key in enumerate(series):
+        pts = [(r[x_key], r[key], r["model"]) for r in rows if r.get(key) is not None and r.get(x_key)]
+        if not pts:
+            continue
+        label = key.removeprefix("k_star_").removesuffix("_over_layers")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], markers[i % len(markers)], ls="", label=label)
+        for x, y, name in pts:
+            ax.annotate(name.split("/")[-1], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(x_label)
-    ax.set_ylabel("horizon k*")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("k* / L")
+    ax.legend(fontsize=6, ncol=2)
     save_figure(fig, path)

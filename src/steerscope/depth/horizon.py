@@ -114,6 +114,14 @@ def named_variant(name: str, enforce_from: int = 0, position0: str = "patch") ->
     return HorizonVariant(position0=position0, **table[name])
 
 
+def variant_name(variant: HorizonVariant) -> str:
+    """The name of `variant` among the named ones ("custom" for another combination)."""
+    for name in VARIANT_NAMES:
+        if named_variant(name, variant.enforce_from or 0, variant.position0) == variant:
+            return name
+    return "custom"
+
+
 def parse_variants(text: str) -> list[str]:
     """'all' or comma-separated variant names, in the given order, each once."""
     names = list(VARIANT_NAMES) if text.strip() == "all" else [v.strip() for v in text.split(",") if v.strip()]
@@ -153,7 +161,8 @@ def clean_run(lm: LoadedModel, ids: Tensor) -> CleanRun:
 
 def output_means(lm: LoadedModel, batches: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
     """Mean over the data (positions >= 1) of e and of every sublayer output, in sublayer order."""
-    sites = ["embed", *(f"{k}.{n}" for n in range(lm.n_layers) for k in ("attn_out", "mlp_out"))]
+    # e is resid_pre.0: the whole embedding (on GPT-2 the `embed` site is the token embedding alone)
+    sites = ["resid_pre.0", *(f"{k}.{n}" for n in range(lm.n_layers) for k in ("attn_out", "mlp_out"))]
     sums = {s: torch.zeros(lm.d_model, dtype=torch.float64) for s in sites}
     count = 0
 

@@ -9,9 +9,10 @@ settings, and is refused, naming the settings that differ, otherwise (`restart` 
 
 from __future__ import annotations
 
+import csv
 import gc
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -27,8 +28,18 @@ from ..core.runs import RunFolder, check_settings, model_info, package_versions,
 from ..core.validate import BadNumberError, finite, whole
 from ..render import html
 from . import figures
-from .horizon import HorizonVariant, check_ks, horizon_batch, output_means, summarize_horizon
+from .capability import TASK_NAMES, capability_batch, make_task, summarize_capability
+from .horizon import (
+    METRICS,
+    HorizonVariant,
+    check_ks,
+    horizon_batch,
+    output_means,
+    summarize_horizon,
+    variant_name,
+)
 from .norms import measure_norms
+from .profile import parse_profile_ks, profile_batch, profile_cost, summarize_profile
 
 
 @dataclass(frozen=True)
@@ -143,13 +154,70 @@ def _summary_row(norms: dict, horizon: dict | None = None) -> dict:
         "growth_centred_ci": norms["fit"]["centred"]["ci"],
         "fit_layers": norms["fit"]["layers"],
     }
-    if horizon is not None:
+    if horizon is None:
+        return row
+    L = norms["n_layers"]
+    variants = horizon["variants"]
+    several = len(variants) > 1
+    for name, summary in variants.items():
+        tag = f"_{name}" if several else ""
         for metric in ("delta_ce", "kl"):
-            star = horizon["k_star"].get(metric, {}).get("k")
-            row[f"k_star_{metric}"] = star
-            row[f"k_star_{metric}_over_layers"] = None if star is None else star / norms["n_layers"]
-        row["clean_ce"] = horizon["clean_ce"]
+            star = summary["k_star"].get(metric, {}).get("k")
+            row[f"k_star_{metric}{tag}"] = star
+            row[f"k_star_{metric}{tag}_over_layers"] = None if star is None else star / L
+    for task, by_variant in horizon.get("capabilities", {}).items():
+        row[f"clean_{task}"] = next(iter(by_variant.values()))["clean"]
+        for name, summary in by_variant.items():
+            tag = f"_{name}" if several else ""
+            row[f"k_star_{task}{tag}"] = summary["k_star"]
+            row[f"k_star_{task}{tag}_over_layers"] = None if summary["k_star"] is None else summary["k_star"] / L
+    if "profile" in horizon:
+        row["profile_longest_layers"] = horizon["profile"]["longest"][:3]
+    row["clean_ce"] = horizon["clean_ce"]
     return row
+
+
+@dataclass(frozen=True)
+class HorizonPlan:
+    """What `steerscope horizon` measures on each model.
+
+    variants: name -> variant, each swept over `ks` on the text (the first one also fills the classic
+        horizon.json/png); thresholds: k* thresholds on |delta CE| and KL;
+    tasks: capability tasks (induction, cloze) swept for every variant, `task_n` items each, k* within
+        `task_tolerance` of the clean accuracy;
+    profile_ks: the windows of the per-layer profile ('coarse', 'all' or '1,2,4'), None for no profile.
+    """
+
+    ks: list[int] | None = None
+    variants: dict[str, HorizonVariant] = field(default_factory=lambda: {"clean": HorizonVariant()})
+    thresholds: dict[str, float] = field(default_factory=lambda: {"delta_ce": 0.1, "kl": 0.1})
+    tasks: tuple[str, ...] = ()
+    task_n: int = 64
+    task_tolerance: float = 0.05
+    profile_ks: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise BadNumberError("name at least one horizon variant")
+        whole(self.task_n, "capability items per task (--task-n)", 2)
+        finite(self.task_tolerance, "the capability tolerance (--task-tolerance)", 0.0, 1.0)
+        for name in self.tasks:
+            if name not in TASK_NAMES:
+                raise BadNumberError(f"unknown capability task {name!r}; choose from {', '.join(TASK_NAMES)}")
+
+    def settings(self) -> dict:
+        return {
+            "ks": None if self.ks is None else list(self.ks),
+            "variants": {name: v.to_dict() for name, v in self.variants.items()},
+            "tasks": list(self.tasks),
+            "task_n": self.task_n,
+            "profile_ks": self.profile_ks,
+        }
+
+    def profile_variant(self) -> HorizonVariant:
+        """The first variant the per-layer profile can take (it truncates one layer at a time)."""
+        usable = [v for v in self.variants.values() if not v.readout_only and v.enforce_from is None]
+        return usable[0] if usable else HorizonVariant(position0=next(iter(self.variants.values())).position0)
 
 
 def run_horizon(
@@ -159,62 +227,203 @@ def run_horizon(
     thresholds: dict[str, float] | None = None,
     console: Console | None = None,
     lm: LoadedModel | None = None,
+    plan: HorizonPlan | None = None,
 ) -> tuple[Path, list[dict]]:
     """The horizon sweep (and norm growth) for each model; returns the folder and summary rows.
 
-    `lm`: the already loaded model of a one-model run (loaded from its spec when None). The thresholds
-    only summarize the per-sequence results, so a resumed run may change them.
+    Either `plan` (several variants, capability tasks, the per-layer profile) or the one-variant
+    shorthand `ks`, `variant`, `thresholds`. `lm`: the already loaded model of a one-model run (loaded
+    from its spec when None). The thresholds only summarize the per-sequence results, so a resumed run
+    may change them.
     """
     console = console or Console()
-    variant = variant or HorizonVariant()
-    thresholds = thresholds or {"delta_ce": 0.1, "kl": 0.1}
-    settings = run.settings("horizon", ks=None if ks is None else list(ks), variant=variant.to_dict())
+    if plan is None:
+        plan = HorizonPlan(ks=ks, variants={variant_name(variant or HorizonVariant()): variant or HorizonVariant()})
+        if thresholds:
+            plan = replace(plan, thresholds=thresholds)
+    settings = run.settings("horizon", **plan.settings())
     folder = RunFolder(run.out, settings, run.overwrite, run.restart)
-    rows, lent = [], lm
+    rows, results, lent = [], [], lm
     with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console, lent):
-            sweep_ks = check_ks(ks, lm.n_layers)  # before any work: refuse a k or enforce_from the model lacks
-            variant.check(lm.n_layers)
+            sweep_ks = check_ks(plan.ks, lm.n_layers)  # before any work: refuse a k or enforce_from the model lacks
+            for v in plan.variants.values():
+                v.check(lm.n_layers)
+            profile_ks = None if plan.profile_ks is None else parse_profile_ks(plan.profile_ks, lm.n_layers)
             batches = _batches(lm, run.text)  # tokenized once, for the norms and the sweep
             norms = _norms_for(lm, spec, run, batches, folder, progress)
-            per_seq = _sweep(lm, spec, run, batches, sweep_ks, variant, folder, progress)
-            summary = summarize_horizon(sweep_ks, per_seq, thresholds, run.n_boot)
+            means = output_means(lm, batches) if _needs_means(plan) else None
+            summaries = {}
+            for name, v in plan.variants.items():
+                per_seq = _sweep(lm, spec, run, batches, sweep_ks, name, v, means, folder, progress)
+                summaries[name] = summarize_horizon(sweep_ks, per_seq, plan.thresholds, run.n_boot)
+            first = next(iter(summaries.values()))
+            first_variant = next(iter(plan.variants.values()))
             result = {
                 **model_info(lm, spec),
-                "variant": variant.to_dict(),
-                "variant_text": variant.describe(),
+                "variant": first_variant.to_dict(),
+                "variant_text": first_variant.describe(),
                 "text": asdict(run.text),
                 "scored_positions": "predictions from positions 1..T-2 (position 0 and the last are not scored)",
-                **summary,
+                **first,
+                "variants": summaries,
+                "variant_texts": {name: v.describe() for name, v in plan.variants.items()},
             }
+            if plan.tasks:
+                result["capabilities"] = _capabilities(lm, spec, run, plan, sweep_ks, means, folder, progress)
+            if profile_ks is not None:
+                result["profile"] = _profile(lm, spec, run, plan, batches, profile_ks, means, folder, progress, console)
             base = folder.path(slug(spec))
-            write_json(base / "horizon.json", result)
-            write_csv(base / "horizon.csv", summary["per_k"])
-            figures.horizon_figure(summary, f"{lm.name}: horizon ({variant.describe()})", base / "horizon.png")
+            _write_model_results(lm, base, result, plan)
             rows.append(_summary_row(norms, result))
-    _write_summary(folder, rows, "horizon", run, variant)
+            results.append(result)
+    _write_summary(folder, rows, "horizon", run, plan, results)
     return folder.commit(), rows
 
 
-def _sweep(lm, spec, run: DepthRun, batches, ks, variant, folder: RunFolder, progress: Progress) -> dict:
-    """Per-sequence metrics for every k, checkpointed after every batch."""
-    ckpt = folder.path(slug(spec), "horizon-checkpoint.json")
+def _needs_means(plan: HorizonPlan) -> bool:
+    return any(v.fill == "mean" for v in plan.variants.values()) or (
+        plan.profile_ks is not None and plan.profile_variant().fill == "mean"
+    )
+
+
+def _write_model_results(lm: LoadedModel, base: Path, result: dict, plan: HorizonPlan) -> None:
+    write_json(base / "horizon.json", result)
+    write_csv(
+        base / "horizon.csv",
+        [{"variant": name, **r} for name, summary in result["variants"].items() for r in summary["per_k"]],
+    )
+    first = next(iter(plan.variants))
+    title = f"{lm.name}: horizon ({result['variant_texts'][first]})"
+    figures.horizon_figure(result["variants"][first], title, base / "horizon.png")
+    if len(plan.variants) > 1:
+        for metric in METRICS:
+            path = base / f"variants-{metric}.png"
+            figures.variants_figure(result["variants"], metric, f"{lm.name}: every variant", path)
+    if "capabilities" in result:
+        figures.capability_figure(result["capabilities"], f"{lm.name}: capability horizons", base / "capability.png")
+    if "profile" in result:
+        write_csv(base / "profile.csv", result["profile"]["layers"])
+        figures.profile_figure(result["profile"], f"{lm.name}: per-layer horizon profile", base / "profile.png")
+
+
+def _sweep(lm, spec, run: DepthRun, batches, ks, name, variant, means, folder: RunFolder, progress: Progress) -> dict:
+    """Per-sequence metrics of one variant for every k, checkpointed after every batch."""
+    ckpt = folder.path(slug(spec), f"horizon-checkpoint-{name}.json")
     config = {"ks": ks, "variant": variant.to_dict(), "text": asdict(run.text), "version": __version__}
     state = json.loads(ckpt.read_text()) if ckpt.is_file() else {"config": config, "batches": {}}
     check_settings(state.get("config"), config, ckpt, "pass --restart to start over")
-    task = progress.add_task(f"horizon {slug(spec)}", total=len(batches) * len(ks))
+    task = progress.add_task(f"horizon {slug(spec)} {name}", total=len(batches) * len(ks))
     progress.advance(task, len(state["batches"]) * len(ks))
-    means = output_means(lm, batches) if variant.fill == "mean" else None
     for i, ids in enumerate(batches):
         if str(i) in state["batches"]:
             continue
         state["batches"][str(i)] = horizon_batch(lm, ids, ks, variant, means, on_k=lambda k: progress.advance(task))
         write_json(ckpt, state)
-    ordered = [state["batches"][str(i)] for i in range(len(batches))]
+    return _concat([state["batches"][str(i)] for i in range(len(batches))])
+
+
+def _concat(ordered: list[dict]) -> dict:
+    """Join per-batch results {metric: [rows][B]} along the sequences."""
     return {m: [sum((b[m][j] for b in ordered), []) for j in range(len(ordered[0][m]))] for m in ordered[0]}
 
 
-def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun, variant=None) -> None:
+def _capabilities(lm, spec, run: DepthRun, plan: HorizonPlan, ks, means, folder: RunFolder, progress) -> dict:
+    """Capability score against k for every task and variant (each task saved once complete)."""
+    out = {}
+    for task_name in plan.tasks:
+        done = folder.path(slug(spec), f"capability-{task_name}.json")
+        if done.is_file():
+            out[task_name] = json.loads(done.read_text())["summaries"]
+            continue
+        task = make_task(task_name, lm, plan.task_n, run.text.seed)
+        parts = task.batches(run.text.batch_size)
+        bar = progress.add_task(f"{task_name} {slug(spec)}", total=len(parts) * len(ks) * len(plan.variants))
+        summaries = {}
+
+        def tick(k: int, bar=bar) -> None:
+            progress.advance(bar)
+
+        for name, variant in plan.variants.items():
+            per = [capability_batch(lm, b, ks, variant, means, on_k=tick) for b in parts]
+            clean = sum((p["clean"] for p in per), [])
+            scores = [sum((p["score"][j] for p in per), []) for j in range(len(ks))]
+            summaries[name] = summarize_capability(ks, clean, scores, plan.task_tolerance, run.n_boot)
+        write_json(done, {"task": task.description, "chance": task.chance, "summaries": summaries})
+        out[task_name] = summaries
+    return out
+
+
+def _profile(lm, spec, run: DepthRun, plan: HorizonPlan, batches, ks, means, folder: RunFolder, progress, console):
+    """The per-layer profile, checkpointed after every batch."""
+    variant = plan.profile_variant()
+    passes, equivalent = profile_cost(lm.n_layers, ks)
+    console.print(
+        f"per-layer profile of {slug(spec)}: windows {','.join(map(str, ks))}; {passes} passes per batch "
+        f"(each from its layer up: about {equivalent:.0f} full forward passes) x {len(batches)} batches"
+    )
+    ckpt = folder.path(slug(spec), "profile-checkpoint.json")
+    config = {"ks": ks, "variant": variant.to_dict(), "text": asdict(run.text), "version": __version__}
+    state = json.loads(ckpt.read_text()) if ckpt.is_file() else {"config": config, "batches": {}}
+    check_settings(state.get("config"), config, ckpt, "pass --restart to start over")
+    bar = progress.add_task(f"profile {slug(spec)}", total=len(batches) * passes)
+    progress.advance(bar, len(state["batches"]) * passes)
+    for i, ids in enumerate(batches):
+        if str(i) not in state["batches"]:
+            state["batches"][str(i)] = profile_batch(lm, ids, ks, variant, means, on_cell=lambda: progress.advance(bar))
+            write_json(ckpt, state)
+    ordered = [state["batches"][str(i)] for i in range(len(batches))]
+    joined = {
+        m: [[sum((b[m][n][j] for b in ordered), []) for j in range(len(ks))] for n in range(lm.n_layers)]
+        for m in ordered[0]
+    }
+    summary = summarize_profile(ks, joined, plan.thresholds.get("delta_ce", 0.1))
+    return {**summary, "variant": variant.to_dict(), "variant_text": variant.describe()}
+
+
+def variant_rows(result: dict) -> list[dict]:
+    """One row per variant of one model's horizon result: k* by each threshold and capability, and k*/L."""
+    L = result["n_layers"]
+    rows = []
+    for name, summary in result["variants"].items():
+        row: dict = {"model": result["model"], "variant": name, "L": L}
+        for metric in ("delta_ce", "kl"):
+            star = summary["k_star"].get(metric, {}).get("k")
+            row[f"k* {metric}"] = star
+            row[f"k*/L {metric}"] = None if star is None else round(star / L, 3)
+        for task, by_variant in result.get("capabilities", {}).items():
+            cap = by_variant[name]
+            row[f"clean {task}"] = round(cap["clean"], 3)
+            row[f"k* {task}"] = cap["k_star"]
+            row[f"k*/L {task}"] = None if cap["k_star"] is None else round(cap["k_star"] / L, 3)
+        rows.append(row)
+    return rows
+
+
+def scaling_sentence(rows: list[dict]) -> str:
+    """What the models of a run can and cannot support about how k* scales."""
+    n = len(rows)
+    depths = sorted({r["layers"] for r in rows})
+    if n < 2:
+        return "One model: a horizon, not a scaling law; run several models for a cross-model table."
+    text = (
+        f"{n} models with {len(depths)} distinct depths ({', '.join(map(str, depths))}). "
+        "They differ in more than depth (width, training data and length, architecture family), so any trend "
+        "below mixes these factors. "
+    )
+    if n < 5:
+        return text + (
+            f"With {n} points no trend of k*/L against depth or norm growth can be told apart from chance "
+            "(a rank correlation needs at least 5 models to reach p < 0.05 even when perfect); read the figures as "
+            "the models' positions, not as a scaling law."
+        )
+    return text + (
+        f"With {n} points a rank correlation is meaningful only if strong; a scaling law needs models that differ "
+        "in depth alone."
+    )
+
+
+def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun, plan=None, results=()) -> None:
     versions = package_versions()
     write_json(
         folder.path("summary.json"), {"kind": kind, "steerscope": __version__, "versions": versions, "rows": rows}
@@ -233,14 +442,19 @@ def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun
         )
     )
     if kind == "horizon":
-        sections.append(("Variant", html.paragraph(variant.describe())))
+        listed = html.join(*(html.paragraph(html.bold(name), ": ", v.describe()) for name, v in plan.variants.items()))
+        sections.append(("Variants", listed))
+        table = [r for result in results for r in variant_rows(result)]
+        write_csv(folder.path("variants.csv"), table)
+        sections.append(("k* by variant", html.table(table)))
+        sections.append(("What these models can support", html.paragraph(scaling_sentence(rows))))
         if len(rows) > 1:
             for name, key, label in (
                 ("kstar_vs_depth.png", "layers", "layers"),
                 ("kstar_vs_growth.png", "growth_raw", "norm growth per layer (raw)"),
             ):
                 figures.scaling_figure(rows, key, label, folder.path(name))
-                sections.append((f"k* against {label}", html.image(folder.path(name), name)))
+                sections.append((f"k*/L against {label}", html.image(folder.path(name), name)))
     for row in rows:
         base = folder.path(slug(row["model"]))
         images = html.join(*(html.image(p, p.name) for p in sorted(base.glob("*.png"))))
@@ -263,14 +477,23 @@ _SHORT = {
 }
 
 
-def print_summary(rows: list[dict], console: Console, title: str) -> None:
-    """One-screen table of the summary rows."""
+def print_summary(rows: list[dict], console: Console, title: str, folder: Path | None = None) -> None:
+    """One-screen table of the summary rows (and, for a horizon run in `folder`, k* by variant)."""
     if not rows:
         return
     keys = [k for k in _SHORT if k in rows[0]]
+    _print_table(console, title, [{_SHORT[k]: row.get(k) for k in keys} for row in rows])
+    by_variant = folder / "variants.csv" if folder is not None else None
+    if by_variant is not None and by_variant.is_file():
+        with by_variant.open(newline="", encoding="utf-8") as f:
+            _print_table(console, "k* by variant", list(csv.DictReader(f)))
+        console.print(scaling_sentence(rows))
+
+
+def _print_table(console: Console, title: str, rows: list[dict]) -> None:
     table = Table(title=title)
-    for key in keys:
-        table.add_column(_SHORT[key])
+    for key in rows[0]:
+        table.add_column(str(key))
     for row in rows:
-        table.add_row(*(html.fmt(row.get(k)) for k in keys))
+        table.add_row(*(html.fmt(v) if not isinstance(v, str) else v for v in row.values()))
     console.print(table)
