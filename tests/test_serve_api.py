@@ -154,6 +154,7 @@ def test_a_file_vector_streams_the_library_s_completions(client, lm, folder, vec
     tokens = [e for e in got["events"] if e["type"] == "token" and e["column"] == 1]
     assert len(tokens) >= 2 and tokens[-1]["text"] == got["texts"]["+6 x A"]  # it streamed, and ended on the text
     assert [e["column"] for e in got["events"] if e["type"] == "start"] == [1, 0]  # steered first
+    assert [e["labels"] for e in got["events"] if e["type"] == "columns"] == [["unsteered", "+6 x A"]]
     for column in got["result"]["columns"]:
         ce = completion_cross_entropy(lm, [PROMPT], [column["text"]])[0]
         assert column["fluency_ce"] == pytest.approx(ce)
@@ -297,8 +298,8 @@ def test_a_problem_found_only_on_the_model_thread_is_an_error_event(client):
     body = {"prompt": PROMPT, **GEN, "coefficients": [2.0], "positions": "generated"}
     body["vector"] = {"pairs": "sentiment", "method": "actadd", "n_pairs": 1}  # its shape is known once fitted
     events = sse_events(client.post("/api/steer", json=body).text.splitlines())
-    assert [e["type"] for e in events] == ["queued", "status", "error", "closed"]
-    assert "position-wise (ActAdd) vector" in events[2]["message"]
+    assert [e["type"] for e in events] == ["queued", "columns", "status", "error", "closed"]
+    assert "position-wise (ActAdd) vector" in events[3]["message"]
     body["positions"] = "front"
     assert len(steer(client, **{k: v for k, v in body.items() if k != "prompt"})["texts"]) == 2
 

@@ -124,6 +124,7 @@ class Playground:
 
     def run(self, plan: Plan, ticket: Ticket) -> None:
         started = time.perf_counter()
+        ticket.emit({"type": "columns", "labels": [c.label for c in plan.columns]})
         vectors = []
         for i, source in enumerate(plan.sources):
             if source.fit:

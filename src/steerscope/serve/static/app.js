@@ -200,11 +200,13 @@ async function generate(coefficients, container) {
         if (controller.signal.aborted) return;
         if (event.type === "queued") status(event.ahead ? `queued: ${event.ahead} request(s) ahead` : "running ...");
         else if (event.type === "status") status(event.message);
-        else if (event.type === "start") {
-          const steered = event.label !== "unsteered";
-          columns[event.column] = columns[event.column] || makeColumn(container, event.column, event.label, steered);
+        else if (event.type === "columns") {
+          event.labels.forEach((label, i) => {
+            columns[i] = makeColumn(container, i, label, i > 0);
+          });
+        } else if (event.type === "start") {
           columns[event.column].dataset.state = "running";
-          orderColumns(container);
+          status(`generating ${event.label} ...`);
         } else if (event.type === "token") {
           columns[event.column].querySelector(".completion").textContent = event.text;
         } else if (event.type === "done") {
@@ -234,11 +236,6 @@ async function generate(coefficients, container) {
     status("");
     showError(err.message);
   }
-}
-
-function orderColumns(container) {
-  const cols = [...container.children].sort((a, b) => Number(a.dataset.column) - Number(b.dataset.column));
-  container.append(...cols);
 }
 
 function steerNow() {
