@@ -16,7 +16,7 @@ from .sites import parse_site
 def blocks_before(lm: LoadedModel, site: str) -> int:
     """How many blocks run before `site` is read: L for resid_pre.L, L + 1 for anything else in block L;
     all of them for a site without a layer number."""
-    parsed = parse_site(site, lm.n_layers, lm.adapter.parallel)
+    parsed = parse_site(site, lm.n_layers, lm.adapter.parallel, bool(lm.adapter.pos_embed))
     if parsed.layer is None:
         return lm.n_layers
     return parsed.layer + (0 if parsed.kind == "resid_pre" else 1)

@@ -300,6 +300,8 @@ def _adder(vec: Tensor, positions, tracker: PositionTracker | None) -> Edit:
         state: PositionState = tracker.require()
         front_len = vec.shape[0] if vec.dim() == 2 else None
         w = position_weights(positions, state, front_len)
+        if h.shape[0] == 1 < w.shape[0]:  # one activation shared by the batch (GPT-2's pos_embed): one per row
+            h = h.expand(w.shape[0], *h.shape[1:])
         if w.shape != h.shape[:2]:
             raise RuntimeError(f"position weights {tuple(w.shape)} do not match activations {tuple(h.shape)}")
         if vec.dim() == 2:  # position-wise: row i goes to real token i

@@ -1,8 +1,17 @@
 """Site names: every place in the residual stream, named the TransformerLens way.
 
-`embed`, `resid_pre.{l}`, `attn_in.{l}`, `attn_out.{l}`, `resid_mid.{l}`, `mlp_in.{l}`, `mlp_out.{l}`,
-`resid_post.{l}`, `final`. `attn_in` / `mlp_in` are a sublayer's own residual input (editing them
-changes only that sublayer); `attn_out` / `mlp_out` are what a sublayer adds to the stream.
+`embed`, `pos_embed`, `resid_pre.{l}`, `attn_in.{l}`, `attn_out.{l}`, `resid_mid.{l}`, `mlp_in.{l}`,
+`mlp_out.{l}`, `resid_post.{l}`, `final`. `attn_in` / `mlp_in` are a sublayer's own residual input (editing
+them changes only that sublayer); `attn_out` / `mlp_out` are what a sublayer adds to the stream. `embed` is
+the token embedding (TransformerLens `hook_embed`) and `pos_embed` the learned position embedding
+(`hook_pos_embed`, GPT-2 only); their sum is `resid_pre.0`. On models without learned positions `embed`
+is `resid_pre.0` (with any embedding scale, as Gemma's).
+
+Every site also goes by its TransformerLens hook name: `hook_embed`, `hook_pos_embed`,
+`blocks.{l}.hook_{kind}` for each per-layer kind (TransformerLens's `hook_attn_in` holds one copy per head,
+[batch, pos, head, d_model]; ours is the one tensor [batch, pos, d_model] they copy). `final` is
+`blocks.{L-1}.hook_resid_post`. Other TransformerLens hooks (`ln_final.hook_normalized`, `hook_q`, ...) are
+not residual-stream sites and are refused, saying why.
 
 On any other torch module (e.g. a maze policy) a site is a module path: `embedder.block2.res1` is that
 module's output, `embedder.block2.res1:in` its (first) input.
@@ -20,10 +29,20 @@ from dataclasses import dataclass
 from .errors import SteerscopeError
 
 LAYER_KINDS = ("resid_pre", "attn_in", "attn_out", "resid_mid", "mlp_in", "mlp_out", "resid_post")
-GLOBAL_KINDS = ("embed", "final")
+GLOBAL_KINDS = ("embed", "pos_embed", "final")
 _ORDER = {kind: i for i, kind in enumerate(LAYER_KINDS)}
 _PATTERN = re.compile(r"^([a-z_]+)\.(-?\d+)$")
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
+_TL_GLOBAL = {"hook_embed": "embed", "hook_pos_embed": "pos_embed"}
+_TL_LOOK = re.compile(r"^(blocks\.\d+\.|ln_final\.|unembed\.|embed\.|pos_embed\.)?hook_[a-z_]+$|^blocks\.\d+\.")
+_TL_REFUSED = {
+    "ln_final.hook_normalized": (
+        "it is the final norm's output, which no steerscope site holds: the last site is `final`, the residual "
+        "the final norm reads (TransformerLens blocks.{L-1}.hook_resid_post); the norm's output is not in the "
+        "residual basis (its weight rescales every direction), so steering or ablating there is another operation"
+    ),
+    "ln_final.hook_scale": "it is the final norm's scale factor [batch, pos, 1], not a residual-stream activation",
+}
 
 
 class SiteError(SteerscopeError, ValueError):
@@ -46,8 +65,8 @@ class Site:
     @property
     def order(self) -> tuple[int, int]:
         """Position in forward-pass order (used to stop a read after the deepest site)."""
-        if self.kind == "embed":
-            return (-1, 0)
+        if self.kind in ("embed", "pos_embed"):
+            return (-1, 0 if self.kind == "embed" else 1)
         if self.kind == "final":
             return (1 << 30, 0)
         if self.kind == "module":
@@ -56,12 +75,19 @@ class Site:
         return (self.layer, _ORDER[self.kind])
 
 
-def parse_site(name: str | Site, n_layers: int, parallel: bool = False) -> Site:
-    """Parse and validate a site name against a model with `n_layers` blocks."""
+def parse_site(name: str | Site, n_layers: int, parallel: bool = False, pos_embed: bool = False) -> Site:
+    """Parse and validate a site name (ours or its TransformerLens hook name) against a model with `n_layers`
+    blocks; `pos_embed`: the model has learned position embeddings (GPT-2)."""
     if isinstance(name, Site):
         name = str(name)
     if not isinstance(name, str):
         raise SiteError(f"a site must be a string such as 'resid_pre.3', got {type(name).__name__}")
+    name = from_transformer_lens(name)
+    if name == "pos_embed" and not pos_embed:
+        raise SiteError(
+            "site 'pos_embed' (TransformerLens hook_pos_embed) exists only on models with learned position "
+            "embeddings (GPT-2); this model has none (its positions are rotary, inside attention)"
+        )
     if name in GLOBAL_KINDS:
         return Site(name)
     match = _PATTERN.match(name)
@@ -108,7 +134,8 @@ def layer_of(name: str | Site) -> int:
 
 
 def split_site(name: str) -> Site:
-    """A site name taken apart without a model to check it against."""
+    """A site name (ours or TransformerLens's) taken apart without a model to check it against."""
+    name = from_transformer_lens(name)
     if name in GLOBAL_KINDS:
         return Site(name)
     match = _PATTERN.match(name)
@@ -117,25 +144,53 @@ def split_site(name: str) -> Site:
     return Site(match.group(1), int(match.group(2)))
 
 
-def all_site_names(n_layers: int, parallel: bool = False) -> list[str]:
+def embedding_names(pos_embed: bool = False) -> list[str]:
+    """The sites that write the embedding into the stream: `embed`, and `pos_embed` where positions are learned."""
+    return ["embed", "pos_embed"] if pos_embed else ["embed"]
+
+
+def all_site_names(n_layers: int, parallel: bool = False, pos_embed: bool = False) -> list[str]:
     """Every site of a model, in forward-pass order."""
     kinds = [k for k in LAYER_KINDS if not (parallel and k == "resid_mid")]
-    return ["embed", *(site_name(k, layer) for layer in range(n_layers) for k in kinds), "final"]
+    layers = (site_name(k, layer) for layer in range(n_layers) for k in kinds)
+    return [*embedding_names(pos_embed), *layers, "final"]
 
 
-def residual_write_names(n_layers: int) -> list[str]:
-    """Every site that writes into the residual stream: the embedding and each sublayer output."""
-    return ["embed", *(site_name(k, layer) for layer in range(n_layers) for k in ("attn_out", "mlp_out"))]
+def residual_write_names(n_layers: int, pos_embed: bool = False) -> list[str]:
+    """Every site that writes into the residual stream: the embedding(s) and each sublayer output."""
+    writes = (site_name(k, layer) for layer in range(n_layers) for k in ("attn_out", "mlp_out"))
+    return [*embedding_names(pos_embed), *writes]
+
+
+def from_transformer_lens(name: str) -> str:
+    """steerscope's name for a TransformerLens hook name ('blocks.3.hook_mlp_out' -> 'mlp_out.3', 'hook_embed' ->
+    'embed'); a name that is not a TransformerLens hook comes back unchanged, one that is but names no site
+    steerscope has (hook_q, ln_final.hook_normalized, ...) is a SiteError saying why."""
+    if name in _TL_GLOBAL:
+        return _TL_GLOBAL[name]
+    match = _HOOK.match(name)
+    if match and match.group(2) in LAYER_KINDS:
+        return site_name(match.group(2), int(match.group(1)))
+    if name in _TL_REFUSED:
+        raise SiteError(f"TransformerLens hook {name!r} is not a steerscope site: {_TL_REFUSED[name]}")
+    if _TL_LOOK.match(name):
+        raise SiteError(
+            f"TransformerLens hook {name!r} is not a residual-stream site. steerscope takes hook_embed, "
+            "hook_pos_embed (GPT-2) and blocks.L.hook_{" + ", ".join(LAYER_KINDS) + "}, or its own names "
+            "(resid_pre.3, ...)"
+        )
+    return name
 
 
 def site_to_hook(site: str | None) -> str | None:
     """TransformerLens hook name of a site: 'resid_pre.10' -> 'blocks.10.hook_resid_pre', 'embed' -> 'hook_embed'.
 
-    Anything that is not a per-layer site name (or 'embed') is returned unchanged."""
+    Anything else (`final`, a module path) is returned unchanged."""
     if site is None:
         return None
-    if site == "embed":
-        return "hook_embed"
+    for hook, ours in _TL_GLOBAL.items():
+        if site == ours:
+            return hook
     match = _PATTERN.match(site)
     if match and match.group(1) in LAYER_KINDS:
         return f"blocks.{match.group(2)}.hook_{match.group(1)}"
@@ -143,15 +198,9 @@ def site_to_hook(site: str | None) -> str | None:
 
 
 def hook_to_site(hook_name: str | None) -> str | None:
-    """The inverse of `site_to_hook`: 'blocks.10.hook_resid_pre' -> 'resid_pre.10'; others unchanged."""
-    if hook_name is None:
-        return None
-    if hook_name == "hook_embed":
-        return "embed"
-    match = _HOOK.match(hook_name)
-    if match and match.group(2) in LAYER_KINDS:
-        return site_name(match.group(2), int(match.group(1)))
-    return hook_name
+    """The inverse of `site_to_hook`: 'blocks.10.hook_resid_pre' -> 'resid_pre.10'; others unchanged (a
+    TransformerLens hook that names no steerscope site is a SiteError)."""
+    return None if hook_name is None else from_transformer_lens(hook_name)
 
 
 def parse_module_site(model, name: str | Site) -> Site:

@@ -148,7 +148,7 @@ class SteeringVector:
                 "it was made for another model and cannot be applied"
             )
         for site in self.vectors:
-            parse_site(site, lm.n_layers, lm.adapter.parallel)
+            parse_site(site, lm.n_layers, lm.adapter.parallel, bool(lm.adapter.pos_embed))
         made_for = self.meta.get("fingerprint")
         if made_for and made_for != lm.fingerprint() and not allow_other_model:
             raise VectorMismatchError(
