@@ -55,10 +55,10 @@ def serve(
     vectors, runs = _folder(vectors, "--vectors"), _folder(runs, "--runs")
     if runs is None and Path("runs").is_dir():
         runs = Path("runs")
-    sock = bind(host, port)  # before the model loads: a taken port fails at once
     warning = host_warning(host)
     if warning:
-        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", markup=True, highlight=False)
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+    sock = bind(host, port)  # before the model loads: a taken port fails at once
     lm = _load(model, dtype, device, trust_remote_code)
     playground = Playground(lm, model, vectors, runs, limits)
     console.print(f"steering playground for {lm.name}: [bold]{url_of(sock)}[/bold]  (Ctrl+C stops it)")
