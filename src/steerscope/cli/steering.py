@@ -1,4 +1,5 @@
-"""CLI: `steerscope extract`, `steerscope generate`, `steerscope vectors inspect`, `steerscope pairs generate`."""
+"""CLI: `steerscope extract`, `steerscope generate`, `steerscope vectors inspect / export / import`,
+`steerscope pairs generate`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ._app import (
     Dtype,
     MaxNewTokens,
     Model,
+    ModelOption,
     OutFile,
     Overwrite,
     Seed,
@@ -26,7 +28,9 @@ from ._app import (
     refuse_existing,
 )
 
-vectors_app = typer.Typer(help="Inspect steering-vector files.", no_args_is_help=True)
+vectors_app = typer.Typer(
+    help="Inspect steering-vector files; export and import llama.cpp control vectors.", no_args_is_help=True
+)
 app.add_typer(vectors_app, name="vectors")
 
 VECTOR_METHODS = [name for name, spec in METHODS.items() if spec.vector]
@@ -155,6 +159,62 @@ def inspect(path: Annotated[Path, typer.Argument(help="steering-vector file")]) 
     from ..steering.vector import SteeringVector
 
     console.print(SteeringVector.load(path).describe(), markup=False)
+
+
+@vectors_app.command("export")
+def vectors_export(
+    vector: Annotated[Path, typer.Argument(help="steering-vector file (.safetensors)")],
+    out: Annotated[Path, typer.Option(help="control-vector file to write (an existing one needs --overwrite)")],
+    fmt: Annotated[str, typer.Option("--format", help="gguf: a llama.cpp / repeng control vector")] = "gguf",
+    model: ModelOption = "default",
+    overwrite: Overwrite = False,
+    allow_other_model: Annotated[bool, typer.Option(help="export a vector made for another model")] = False,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Write a vector as a llama.cpp control vector (direction.i = resid_post.i = resid_pre.i+1)."""
+    from ..steering.llamacpp import check_exportable, control_layer, export_control_vector
+    from ..steering.vector import SteeringVector
+
+    if fmt != "gguf":
+        raise ValueError(f"--format must be gguf (a llama.cpp control vector), got {fmt!r}")
+    refuse_existing(out, overwrite)
+    vec = SteeringVector.load(vector)
+    check_exportable(vec)  # before the model is loaded
+    lm = _load(model, "float32", "cpu", trust_remote_code)
+    export_control_vector(vec, out, lm, overwrite=overwrite, allow_other_model=allow_other_model)
+    for site in vec.sites:
+        layer = control_layer(site, lm.n_layers, lm.adapter.parallel, bool(lm.adapter.pos_embed))
+        console.print(f"{site} -> direction.{layer} (added after llama.cpp layer {layer})", markup=False)
+    console.print(
+        f"saved {out}; in llama.cpp `--control-vector-scaled {out}:C` is steerscope's coefficient C at every "
+        "position (--positions all)",
+        markup=False,
+    )
+
+
+@vectors_app.command("import")
+def vectors_import(
+    file: Annotated[Path, typer.Argument(help="llama.cpp or repeng control vector (.gguf)")],
+    model: ModelOption = "default",
+    out: Annotated[
+        Path | None, typer.Option(help="steering-vector file to write (default: FILE with .safetensors)")
+    ] = None,
+    overwrite: Overwrite = False,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Read a control vector (direction.i -> resid_post.i), checked against MODEL, into a steerscope vector file."""
+    from ..steering.llamacpp import import_control_vector, read_control_vector
+
+    target = out or file.with_suffix(".safetensors")
+    if target.resolve() == file.resolve():
+        raise ValueError(f"--out {target} is the control-vector file itself; choose another --out")
+    refuse_existing(target, overwrite)
+    read_control_vector(file)  # a file that is not a control vector is refused before the model is loaded
+    lm = _load(model, "float32", "cpu", trust_remote_code)
+    vec = import_control_vector(file, lm)
+    vec.save(target)
+    console.print(vec.describe(), markup=False)
+    console.print(f"saved {target}")
 
 
 pairs_app = typer.Typer(help="Contrast pairs.", no_args_is_help=True)
