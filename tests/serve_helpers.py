@@ -27,6 +27,7 @@ def save_byte_model(folder: Path, seed: int = 0) -> Path:
     tok = byte_tokenizer()
     config = CONFIGS["llama"]()
     config.vocab_size, config.pad_token_id, config.eos_token_id, config.bos_token_id = len(tok), 0, None, None
+    config.max_position_embeddings = 8192  # long streams in the load tests
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     _scale_up_weights(model)

@@ -149,3 +149,29 @@ def test_the_stream_limit_answers_429_and_a_client_that_leaves_frees_its_slot(lm
         assert playground.engine.cancelled == 1  # stopped, not run to its 4000 tokens
         status, events = post(url, {**long, "max_new_tokens": 4})
         assert status == 200 and len(texts(events)) == 2
+
+
+def test_a_client_that_leaves_while_queued_frees_its_slot_at_once(lm, folder):
+    playground = Playground(lm, str(folder), limits=Limits(max_streams=2, max_new_tokens=4000))
+    long = {"prompt": "Once upon a time", "vector": {"pairs": "sentiment", "n_pairs": 4}, "coefficients": [3.0]}
+    long["max_new_tokens"] = 4000
+    with Background(create_app(playground)) as url:
+        where = urlparse(url)
+        running, queued = (http.client.HTTPConnection(where.hostname, where.port, timeout=30) for _ in range(2))
+        for conn in (running, queued):
+            conn.request("POST", "/api/steer", json.dumps(long), {"Content-Type": "application/json"})
+        first, second = running.getresponse(), queued.getresponse()
+        while not first.readline().startswith(b'data: {"type": "token"'):
+            pass
+        assert second.readline().startswith(b'data: {"type": "queued", "ahead": 1}')
+        assert get(url, "/api/status")["streams"] == 2
+        queued.close()  # leaves while the first one still generates
+        deadline = time.monotonic() + 20
+        while get(url, "/api/status")["streams"] == 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert get(url, "/api/status")["streams"] == 1 and playground.engine.finished == 0  # the first still runs
+        assert playground.engine.cancelled == 1
+        running.close()
+        while get(url, "/api/status")["streams"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert playground.engine.cancelled == 2 and playground.engine.finished == 1  # the thread skipped the gone one

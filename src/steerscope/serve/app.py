@@ -24,6 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import SteerscopeError
 from ..core.positions import POSITION_SPECS
@@ -86,6 +88,29 @@ def events(ticket: Ticket):
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
+class SecurityHeaders:
+    """ASGI middleware: every response says what it may load (the page: only this server; a run's report:
+    nothing, and no script runs) and that its type is not to be guessed. Pure ASGI, so streams pass untouched."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = REPORT_POLICY if scope["path"].startswith("/runs/") else PAGE_POLICY
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = policy
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(playground: Playground) -> FastAPI:
     """The web app around a playground (a loaded model, its vectors, runs and limits)."""
 
@@ -111,13 +136,7 @@ def create_app(playground: Playground) -> FastAPI:
     async def malformed(request: Request, exc: ValidationError):
         return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
-    @app.middleware("http")
-    async def policy(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        is_report = request.url.path.startswith("/runs/")
-        response.headers["Content-Security-Policy"] = REPORT_POLICY if is_report else PAGE_POLICY
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
     async def page():

@@ -27,6 +27,8 @@ class Ticket:
         self.work = work
         self.loop = loop
         self.events: asyncio.Queue[dict] = asyncio.Queue()
+        self.state = "queued"  # -> "running" -> "done", or "gone" when its client left while it waited
+        self.on_cancel: Callable[[], None] = lambda: None
         self._cancelled = threading.Event()
 
     def emit(self, event: dict) -> None:
@@ -38,6 +40,7 @@ class Ticket:
 
     def cancel(self) -> None:
         self._cancelled.set()
+        self.on_cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -75,9 +78,18 @@ class Engine:
             self.admitted += 1
             self.peak = max(self.peak, self.admitted)
         ticket = Ticket(work, loop)
+        ticket.on_cancel = lambda: self._leave_queue(ticket)
         ticket.emit({"type": "queued", "ahead": ahead})
         self._queue.put(ticket)
         return ticket
+
+    def _leave_queue(self, ticket: Ticket) -> None:
+        """A ticket cancelled while it waits frees its slot now; the thread skips it when it comes up."""
+        with self._lock:
+            if ticket.state == "queued":
+                ticket.state = "gone"
+                self.admitted -= 1
+                self.cancelled += 1
 
     def status(self) -> dict:
         with self._lock:
@@ -90,8 +102,11 @@ class Engine:
 
     def _serve(self) -> None:
         while (ticket := self._queue.get()) is not None:
+            with self._lock:
+                if ticket.state == "gone":
+                    continue
+                ticket.state = "running"
             try:
-                ticket.check()
                 ticket.work(ticket)
             except Cancelled:
                 with self._lock:
@@ -102,6 +117,7 @@ class Engine:
                 ticket.emit({"type": "error", "message": one_line(exc)})
             finally:
                 with self._lock:
+                    ticket.state = "done"
                     self.admitted -= 1
                     self.finished += 1
                 ticket.emit({"type": "closed"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -96,13 +97,17 @@ class Playground:
         self.default_site = site_name("resid_pre", lm.n_layers // 3)
         self.engine = Engine(self.limits.max_streams)
         self._unsteered: OrderedDict[tuple, tuple[str, float | None]] = OrderedDict()
-        self._counter = copy.deepcopy(lm.tokenizer)  # a tokenizer is not to be shared with the model thread
+        self._counter = copy.deepcopy(lm.tokenizer)  # a tokenizer is not to be shared with the model thread,
+        self._counting = threading.Lock()  # nor between two requests being checked at once
         lm.fingerprint()  # computed once here, not while a request generates
 
     def plan(self, request: SteerRequest) -> Plan:
         """A request checked in full (a 4xx refusal otherwise) and ready to queue."""
-        count = lambda text: len(self._counter(text)["input_ids"])  # noqa: E731
-        return make_plan(request, self.library, self.limits, self.model, self.default_site, count)
+        return make_plan(request, self.library, self.limits, self.model, self.default_site, self._count_tokens)
+
+    def _count_tokens(self, text: str) -> int:
+        with self._counting:
+            return len(self._counter(text)["input_ids"])
 
     def info(self) -> dict:
         lm = self.lm
