@@ -75,8 +75,9 @@ def test_induction_is_near_chance_for_a_random_model_and_rises_with_k():
 def test_cloze_items_hold_the_title_out():
     items = cloze_items(50, seed=1)
     assert len(items) == 50 and items == cloze_items(50, seed=1) and items != cloze_items(50, seed=2)
-    for prompt, title in items:
-        assert prompt.startswith("It ") and title not in prompt
+    for prompt, word in items:
+        sentence, title = prompt.split("\nTitle: ")
+        assert sentence.startswith("It ") and word not in title.split() and " " not in word
 
 
 def test_variant_names():

@@ -4,8 +4,9 @@ Two tasks, each scored by top-1 accuracy at stated positions, for the clean mode
 - induction (in-context copying): a random token sequence of h tokens repeated twice; the predictions of
   the second copy's tokens 2..h (each follows an earlier occurrence of its predecessor) are scored.
   Chance is 1 / (number of candidate tokens).
-- cloze (factual recall): the first sentence of a built-in Wikipedia summary that begins with its title,
-  with the title replaced by "It", then a question; the first token of the title is the answer.
+- cloze (recall): the first sentence of a built-in Wikipedia summary that begins with its title (2 to 4
+  words), with the title replaced by "It", then "Title:" and the title's words but the last; the first
+  token of the held-out last word is the answer ("It is the study of ... at sea. Title: Maritime" -> " history").
 k* by capability is the smallest k whose mean accuracy is at least the clean accuracy minus a tolerance.
 Sequences are right-padded: a causal model's prediction at a scored position never sees the padding.
 """
@@ -29,7 +30,6 @@ from ..evaluate.stats import bootstrap_mean_ci
 from .horizon import HorizonVariant, clean_run, patched_logits
 
 TASK_NAMES = ("induction", "cloze")
-CLOZE_QUESTION = "\nQuestion: What is the title of the Wikipedia article that starts like this?\nAnswer:"
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,18 @@ def induction_task(lm: LoadedModel, n: int, half: int = 24, seed: int = 0) -> Ta
 
 
 def cloze_items(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """(prompt, title) pairs from summaries whose first sentence begins with their title."""
+    """(prompt, held-out last title word) pairs from summaries whose first sentence begins with their title."""
     data = json.loads(wikipedia_path().read_text(encoding="utf-8"))
     items = []
     for entry in data.values():
         title, text = entry.get("title", ""), entry.get("extract", "")
-        if not re.fullmatch(r"[A-Z][A-Za-z]+( [A-Z][A-Za-z]+){0,2}", title) or not text.startswith(title + " "):
+        words = title.split(" ")
+        if not re.fullmatch(r"[A-Za-z]+( [A-Za-z]+){1,3}", title) or not text.startswith(title + " "):
             continue
         sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
         if title in sentence[len(title) :] or not 40 <= len(sentence) <= 300:
             continue  # the title must be held out, and the sentence say something
-        items.append(("It" + sentence[len(title) :] + CLOZE_QUESTION, title))
+        items.append(("It" + sentence[len(title) :] + "\nTitle: " + " ".join(words[:-1]), words[-1]))
     items.sort()
     if len(items) < n:
         raise BadNumberError(f"the cloze task has {len(items)} items; ask for at most that many")
@@ -98,12 +99,12 @@ def cloze_items(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 
 def cloze_task(lm: LoadedModel, n: int, seed: int = 0) -> Task:
-    """n cloze items: the prompt, and the title's first token after a space as the answer."""
+    """n cloze items: the prompt, and the first token of the held-out word (after a space) as the answer."""
     if lm.tokenizer is None:
         raise ValueError("the cloze task needs the model's tokenizer")
     pairs = cloze_items(n, seed)
     prompts = [lm.tokenizer(p, add_special_tokens=True)["input_ids"] for p, _ in pairs]
-    answers = [lm.tokenizer(" " + title, add_special_tokens=False)["input_ids"][0] for _, title in pairs]
+    answers = [lm.tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for _, word in pairs]
     width = max(len(p) for p in prompts)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     ids = torch.full((n, width), pad, dtype=torch.long)
@@ -116,7 +117,8 @@ def cloze_task(lm: LoadedModel, n: int, seed: int = 0) -> Task:
         positions.to(lm.device),
         torch.tensor(answers).unsqueeze(1).to(lm.device),
         0.0,
-        f"{n} Wikipedia first sentences with the title replaced by 'It'; top-1 accuracy on the title's first token",
+        f"{n} Wikipedia first sentences with the title replaced by 'It', then 'Title:' and its words but the last; "
+        "top-1 accuracy on the first token of the held-out word",
     )
 
 
