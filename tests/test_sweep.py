@@ -13,6 +13,7 @@ import steerscope.sweep.runner as runner_mod
 from steerscope.evaluate.store import ResultStore, SettingsMismatchError, cell_of
 from steerscope.methods import COST_METRICS
 from steerscope.sweep.datasets import get_task
+from steerscope.sweep.engines import LocalEngine
 from steerscope.sweep.protocol import paired_difference, select
 from steerscope.sweep.runner import STORE_NAME, SweepRunner, pair_subset, run_sweep, vector_specs
 
@@ -139,7 +140,8 @@ def test_resume_with_other_settings_is_refused(tmp_path, lm):
 def test_selection_never_sees_a_test_item(tmp_path, lm):
     """Instrument the scorer: until selection has happened, it only ever scores validation completions."""
     config = tiny_config(tmp_path, methods=["mean_diff"], sites=["resid_pre.1"], n_pairs=[2])
-    runner = SweepRunner(config, tmp_path / "out", models={"tiny": lm})
+    engine = LocalEngine({"tiny": lm})
+    runner = SweepRunner(config, tmp_path / "out", engine=engine)
     events = []
     real_select = runner_mod.select
 
@@ -148,13 +150,19 @@ def test_selection_never_sees_a_test_item(tmp_path, lm):
         events.append(("select", {r["split"] for r in rows}))
         return real_select(rows, *args)
 
-    real_measure = runner._measure
+    measurer = engine.measurer_for(config)
+    real_measure, real_generate = measurer.measure, measurer.generate
+    split: list[str] = []
 
-    def recording_measure(cell, lm_, task, prompts, *args, **kwargs):
-        events.append(("measure", cell.split, tuple(prompts)))
-        return real_measure(cell, lm_, task, prompts, *args, **kwargs)
+    def recording_measure(job):
+        split[:] = [job.cell.split]
+        return real_measure(job)
 
-    runner._measure = recording_measure
+    def recording_generate(lm_, prompts):
+        events.append(("measure", split[0], tuple(prompts)))
+        return real_generate(lm_, prompts)
+
+    measurer.measure, measurer.generate = recording_measure, recording_generate
     runner_mod.select = recording_select
     try:
         runner.run()
@@ -164,11 +172,9 @@ def test_selection_never_sees_a_test_item(tmp_path, lm):
     assert not set(split_prompts["validation"]) & set(split_prompts["test"])
     selections = [i for i, e in enumerate(events) if e[0] == "select"]
     assert selections and all(events[i][1] == {"validation"} for i in selections), "selection reads validation only"
-    for e in events:
-        if e[0] == "measure" and e[1] == "validation":
-            assert set(e[2]) <= set(split_prompts["validation"])
-        elif e[0] == "measure" and e[1] == "test":
-            assert set(e[2]) <= set(split_prompts["test"])
+    for e in events:  # what was generated from: the split's prompts (after the instruction, for prompting)
+        if e[0] == "measure":
+            assert all(any(shown == p or shown.endswith("\n" + p) for p in split_prompts[e[1]]) for shown in e[2]), e
     steered_tests = [i for i, e in enumerate(events) if e[0] == "measure" and e[1] == "test"][2:]  # after baselines
     assert steered_tests and all(any(j < i for j in selections) for i in steered_tests)
 

@@ -82,6 +82,51 @@ Threads = Annotated[int, typer.Option(help="torch CPU threads (0: torch's defaul
 MaxNewTokens = Annotated[int, typer.Option(help="tokens generated per completion")]
 TRUST_REMOTE_CODE_HELP = "run Python code shipped in the model folder (only for folders you trust)"
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)]
+DeviceMap = Annotated[
+    str,
+    typer.Option(
+        "--device-map",
+        help="split a model too large for one device over several (accelerate): auto, balanced, sequential, or a "
+        'JSON {module: GPU index | "cpu" | "disk"} (or a .json file holding one); --device is then unused',
+    ),
+]
+MaxMemory = Annotated[
+    str, typer.Option("--max-memory", help="memory per device for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+]
+# Ray (pip install 'steerscope[ray]'): where and how wide to run
+UseRay = Annotated[bool, typer.Option("--ray", help="run on Ray workers (pip install 'steerscope[ray]')")]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="the Ray cluster: auto (the one `ray start --head` began on this machine) or HOST:PORT; "
+        "default: a local Ray instance with this machine's cores",
+    ),
+]
+RayWorkers = Annotated[int | None, typer.Option("--workers", help="Ray workers (default: all the cluster holds)")]
+GpusPerWorker = Annotated[float | None, typer.Option(help="GPUs each Ray worker asks for (a model split over 2: 2)")]
+CpusPerWorker = Annotated[float | None, typer.Option(help="CPUs each Ray worker asks for (default 1)")]
+
+
+def ray_spec(
+    use_ray: bool,
+    address: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
+    cpus_per_worker: float | None,
+    base=None,
+):
+    """The RaySpec a command line asks for (its options over `base`, a config's [ray] table), or None: no Ray.
+    Any Ray option implies --ray."""
+    from ..core.cluster import RaySpec
+
+    given = {"address": address, "workers": workers, "gpus_per_worker": gpus_per_worker,
+             "cpus_per_worker": cpus_per_worker}  # fmt: skip
+    if not use_ray and base is None and all(v is None for v in given.values()):
+        return None
+    start = base if base is not None else RaySpec()
+    merged = {k: getattr(start, k) if v is None else v for k, v in given.items()}
+    return RaySpec(**merged)
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
@@ -100,12 +145,21 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _load(model: str, dtype: str, device: str, trust_remote_code: bool = False):
+def _load(
+    model: str, dtype: str, device: str, trust_remote_code: bool = False, device_map: str = "", max_memory: str = ""
+):
     from ..core.models import load_model
 
     start = time.perf_counter()
     with console.status(f"loading {model} ..."):
-        lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        lm = load_model(
+            model,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map or None,
+            max_memory=max_memory or None,
+        )
     console.print(f"loaded [bold]{lm.name}[/bold] in {time.perf_counter() - start:.1f}s from {lm.source}")
     return lm
 
@@ -116,11 +170,13 @@ def info(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Print a model's family, size and site names."""
     from ..core.models import model_summary
 
-    summary = model_summary(_load(model, dtype, device, trust_remote_code))
+    summary = model_summary(_load(model, dtype, device, trust_remote_code, device_map, max_memory))
     table = Table(show_header=False)
     for key, value in summary.items():
         if key != "sites":
@@ -145,11 +201,13 @@ def steer(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
     from ..steering.generate import steer_with_pairs
 
-    lm = _load(model, dtype, device, trust_remote_code)
+    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     prompts = prompt or DEFAULT_PROMPTS
     with console.status(f"extracting mean_diff from {pairs} pairs and generating ..."):
         vector, texts = steer_with_pairs(lm, pairs, site or None, coefficient, prompts, max_new_tokens)

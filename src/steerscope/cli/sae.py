@@ -11,7 +11,9 @@ from rich.text import Text
 
 from ._app import (
     Device,
+    DeviceMap,
     Dtype,
+    MaxMemory,
     MaxNewTokens,
     Model,
     ModelOption,
@@ -61,6 +63,8 @@ def train(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Train an SAE on streamed activations; saves cfg.json + sae_weights.safetensors (SAELens layout)."""
     from ..sae.train import TrainConfig, train_sae
@@ -81,7 +85,7 @@ def train(
         n_eval=n_eval,
         seed=seed,
     )  # bad numbers are refused here, before the model loads
-    lm = _load(model, dtype, device, trust_remote_code)
+    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     out = out or Path("runs/sae") / f"{lm.name.replace('/', '_')}_{site}_{arch}_x{expansion}"
     r = train_sae(lm, out, cfg, overwrite=overwrite, restart=restart)
     e = r["eval"]
@@ -117,6 +121,8 @@ def features(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Rank SAE latents by how well they separate the two sides of contrast pairs; show what they fire on."""
     from ..core.io import write_json
@@ -129,7 +135,7 @@ def features(
         refuse_existing(out, overwrite)
     sae = load_saelens(sae_folder)
     contrast = load_pairs(pairs, split)
-    lm = _load(model, dtype, device, trust_remote_code)
+    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     ranked, shown = explain_features(lm, sae, contrast, read, by, top, text, n_sequences, seq_len, snippets)
     for side, rows in ranked.items():
         table = Table(title=Text(f"{side} side of {pairs} ({len(contrast)} pairs, read={read}) at {sae.cfg.site}"))
@@ -178,6 +184,8 @@ def steer(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Completions unsteered and with one SAE latent clamped (or its decoder direction added), side by side."""
     from ..sae.saelens import load_saelens
@@ -187,7 +195,7 @@ def steer(
         raise ValueError(f"--mode must be clamp or add, got {mode!r}")
     set_threads(threads)
     sae = load_saelens(sae_folder)
-    lm = _load(model, dtype, device, trust_remote_code)
+    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     prompts = prompt or DEFAULT_PROMPTS
     with console.status("generating ..."):
         texts = latent_completions(lm, sae, latent, value or [20.0], prompts, mode, max_new_tokens)

@@ -13,7 +13,9 @@ from ._app import (
     MODEL_HELP,
     BatchSize,
     Device,
+    DeviceMap,
     Dtype,
+    MaxMemory,
     MaxNewTokens,
     Model,
     ModelOption,
@@ -77,6 +79,8 @@ def extract(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Find a steering vector from contrast pairs and save it (safetensors + metadata)."""
     from ..methods import fit, get_method
@@ -96,7 +100,7 @@ def extract(
     if n_pairs > len(contrast):
         raise ValueError(f"asked for {n_pairs} pairs but {pairs} ({split}) has {len(contrast)}; lower --n-pairs")
     contrast = contrast[: n_pairs or None]
-    lm = _load(model, dtype, device, trust_remote_code)
+    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     kwargs = {"batch_size": batch_size, "seed": seed, **options}
     if spec.reads:  # a method that reads every position (actadd) takes no read
         kwargs["read"] = read
@@ -128,6 +132,8 @@ def generate(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
     """Steered and unsteered completions side by side (same prompts, same seed)."""
     from ..steering.generate import steered_completions
@@ -135,7 +141,7 @@ def generate(
 
     vec = SteeringVector.load(vector)
     prompts = prompt or ["I think that"]
-    lm = _load(model, dtype, device, trust_remote_code)
+    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     with console.status("generating ..."):
         texts = steered_completions(
             lm,

@@ -7,7 +7,22 @@ from typing import Annotated
 
 import typer
 
-from ._app import Overwrite, Restart, Threads, app, console, set_threads
+from ._app import (
+    CpusPerWorker,
+    DeviceMap,
+    GpusPerWorker,
+    MaxMemory,
+    Overwrite,
+    RayAddress,
+    RayWorkers,
+    Restart,
+    Threads,
+    UseRay,
+    app,
+    console,
+    ray_spec,
+    set_threads,
+)
 
 NBoot = Annotated[int, typer.Option(help="bootstrap replicates for every interval")]
 
@@ -22,12 +37,31 @@ def sweep(
     overwrite: Overwrite = False,
     restart: Restart = False,
     threads: Threads = 0,
+    use_ray: UseRay = False,
+    address: RayAddress = None,
+    workers: RayWorkers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
 ) -> None:
-    """Run a sweep from a config file; rerun the same command to resume an interrupted sweep."""
+    """Run a sweep from a config file; rerun the same command to resume an interrupted sweep.
+
+    With --ray (or a [ray] table in the config) the cells run on Ray workers, each loading a model once; the
+    Ray options override the table. --device-map / --max-memory override the config's device_map / max_memory.
+    """
+    from dataclasses import replace
+
+    from ..core.models import parse_device_map, parse_max_memory
     from ..sweep.config import load_config
     from ..sweep.runner import run_sweep
 
     parsed = load_config(config)
+    parse_device_map(device_map)  # refused here, before any work
+    parse_max_memory(max_memory)
+    placement = {"device_map": device_map, "max_memory": max_memory}
+    parsed = replace(parsed, **{k: v for k, v in placement.items() if v})
+    parsed = replace(parsed, ray=ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker, parsed.ray))
     out = out or Path("runs") / config.stem
     set_threads(threads)
     store = run_sweep(parsed, out, console=console, overwrite=overwrite, restart=restart)

@@ -273,8 +273,8 @@ def parse_max_memory(value: str | dict | None) -> dict | None:
     """accelerate's per-device memory budget from "0=20GiB,1=20GiB,cpu=64GiB" or a dict; "" or None: none."""
     if value is None or value == "":
         return None
-    if isinstance(value, dict):
-        return value
+    if isinstance(value, dict):  # TOML keys are strings: "0" is GPU 0
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
     out: dict[int | str, str] = {}
     for part in value.split(","):
         device, eq, size = (x.strip() for x in part.partition("="))

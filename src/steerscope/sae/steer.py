@@ -44,12 +44,13 @@ def clamp_fn(sae: SparseAutoencoder, latent: int, value: float, weights=None):
     def clamp(h: Tensor) -> Tensor:
         # decode(f') + (h - decode(f)) with f' = f except at `latent` equals h + (f'[latent] - f[latent]) W_dec[latent]
         # (the decoder is linear); the second form leaves unclamped positions bit-exact instead of re-rounded.
-        with torch.no_grad():
-            current = sae.encode(h)[..., latent]
+        with torch.no_grad():  # on the SAE's device (a model split over devices has sites on several)
+            current = sae.encode(h.to(sae.W_dec.device))[..., latent]
             target = torch.full_like(current, float(value))
             if weights is not None:
-                target = torch.where(weights().to(h.device), target, current)
-            return h + ((target - current).unsqueeze(-1) * sae.W_dec[latent]).to(h.dtype)
+                target = torch.where(weights().to(current.device), target, current)
+            delta = (target - current).unsqueeze(-1) * sae.W_dec[latent]
+            return h + delta.to(device=h.device, dtype=h.dtype)
 
     return clamp
 

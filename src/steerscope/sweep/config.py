@@ -1,8 +1,9 @@
 """Sweep configuration from a TOML or YAML file.
 
 Top-level keys (lists are swept): models, methods, sites, coefficients, n_pairs, seeds, datasets,
-baselines, random_n_pairs, method_options, reference_method, n_boot, dtype, device; tables [generation],
-[selection], [side_effects] and [datasets.NAME] for datasets of your own (see sweep/datasets.py).
+baselines, random_n_pairs, method_options, reference_method, n_boot, dtype, device, device_map, max_memory;
+tables [generation], [selection], [side_effects], [datasets.NAME] for datasets of your own (see sweep/datasets.py)
+and [ray] (workers, gpus_per_worker, cpus_per_worker, address: run the cells on Ray workers).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..core.cluster import RaySpec
 from ..core.errors import SteerscopeError
+from ..core.models import parse_device_map, parse_max_memory
 from ..methods import METHODS, method_names
 
 #: what every method is compared against: no steering, prompting, and the catalogue's controls (random)
@@ -72,10 +75,13 @@ class SweepConfig:
     n_boot: int = 1000
     dtype: str = "float32"
     device: str = "cpu"
+    device_map: str | dict = ""  # split each model over devices (core.models.load_model); "" keeps it on `device`
+    max_memory: str | dict = ""  # accelerate's budget per device for device_map, e.g. {0 = "20GiB", cpu = "64GiB"}
     generation: GenerationSpec = field(default_factory=GenerationSpec)
     selection: SelectionSpec = field(default_factory=SelectionSpec)
     side_effects: SideEffectSpec = field(default_factory=SideEffectSpec)
     custom_datasets: dict = field(default_factory=dict)
+    ray: RaySpec | None = None  # where the cells run (never part of the settings: it changes no value)
 
     @property
     def random_pairs(self) -> int:
@@ -86,11 +92,13 @@ class SweepConfig:
         baselines, random_n_pairs, reference_method) and what shapes each value (generation, selection, side
         effects, n_boot, dtype, device, method options, dataset definitions). The run folder and the store record
         them, and a rerun with any one different is refused naming each (old -> new): results of two grids are
-        never merged into one store or report."""
-        return asdict(self)
+        never merged into one store or report. Where the cells run ([ray]) is no setting: it changes no value."""
+        out = asdict(self)
+        del out["ray"]
+        return out
 
 
-_TABLES = {"generation": GenerationSpec, "selection": SelectionSpec, "side_effects": SideEffectSpec}
+_TABLES = {"generation": GenerationSpec, "selection": SelectionSpec, "side_effects": SideEffectSpec, "ray": RaySpec}
 
 
 def _table(cls, data, name: str):
@@ -182,6 +190,11 @@ def _check(c: SweepConfig, where: str) -> None:
             raise ConfigError(f"{where}: {m}: {exc} (its options go in [method_options.{m}])") from exc
         if not any(spec.takes(n) for n in c.n_pairs):
             raise ConfigError(f"{where}: {m} takes {spec.pairs_wanted()}; none of n_pairs {c.n_pairs} fits")
+    try:
+        parse_device_map(c.device_map or None)
+        parse_max_memory(c.max_memory or None)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     if c.reference_method not in c.methods:
         raise ConfigError(
             f"{where}: reference_method {c.reference_method!r} is not among the swept methods {c.methods}"

@@ -1,63 +1,61 @@
 """Run a sweep: fit vectors on pair subsets, measure every setting on validation prompts, choose, and
-measure the chosen settings on test prompts; every measured cell goes to the results store at once, and
+measure the chosen settings on test prompts; every measured cell goes to the results store as it arrives, and
 what was fitted (norms, an SAE method's latent and its ranking) to fits.json.
 
-Order per model and dataset: (1) the unsteered and prompting baselines on both splits; then for each
-n_pairs in turn (so an interrupted sweep holds finished curves for the smaller n): (2) for every method
-(the reference method first), seed, site and coefficient, a validation cell; (3) selection from
-validation rows only; (4) test cells at each site's chosen coefficient and at the reference method's
-chosen coefficient for the same n (the matched-norm comparison), with side effects on natural text.
-Pair subsets: seed s and n pairs take the first n of numpy default_rng(s).permutation of the train
-pairs (so subsets are nested in n). A method is fitted only at the n_pairs its catalogue record takes
-(steerscope.methods: actadd one pair, pca and probe two or more). A control method (random: a random
-direction with the norm of mean_diff) is a baseline, fitted on `random_n_pairs` pairs, one per seed.
-A rerun skips every cell already stored, so an interrupted sweep continues where it stopped (in `<out>.partial/`,
-with the same settings; core.runs.RunFolder).
+This module is the driver: it plans the cells, hands them to an engine (sweep/engines.py: this process, or
+Ray workers that each load a model once and measure many cells; sweep/cells.py measures one) and is the
+only writer of the run folder, so a cell is committed exactly once, when its result arrives.
+
+Order per model, in waves of cells whose inputs are stored: (1) the unsteered baselines of every dataset and
+split (every fluency cost is relative to them); (2) the prompting baselines and, for the smallest n_pairs, a
+validation cell for every method (the reference method first), seed, site and coefficient; then for each
+n_pairs in turn (so an interrupted sweep holds finished curves for the smaller n): (3) selection from
+validation rows only, and (4) test cells at each site's chosen coefficient and at the reference method's
+chosen coefficient for the same n (the matched-norm comparison), with side effects on natural text, beside
+the validation cells of the next n. Pair subsets: seed s and n pairs take the first n of numpy
+default_rng(s).permutation of the train pairs (so subsets are nested in n). A method is fitted only at the
+n_pairs its catalogue record takes (steerscope.methods: actadd one pair, pca and probe two or more). A control
+method (random: a random direction with the norm of mean_diff) is a baseline, fitted on `random_n_pairs`
+pairs, one per seed. A cell that fails is recorded (failures.json) and the others go on; cells that need it
+(a failed unsteered baseline, or a validation cell the selection needs) wait for a rerun. A rerun skips every
+cell already stored, so an interrupted sweep continues where it stopped (in `<out>.partial/`, with the same
+settings; core.runs.RunFolder).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
+from rich.text import Text
 
-from ..core.generate import generate_text
+from ..core.errors import SteerscopeError
 from ..core.io import write_json
-from ..core.models import LoadedModel, load_model
-from ..core.runs import RunFolder, model_info, package_versions, progress_bar
-from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
+from ..core.models import LoadedModel
+from ..core.runs import RunFolder, package_versions, progress_bar
 from ..evaluate.store import Cell, ResultStore
-from ..methods import METHODS, Intervention, at_site, fit_intervention, method_names, method_sites
-from ..steering.pairs import ContrastPair
+from ..methods import METHODS, method_names, method_sites
+from .cells import CellJob, CellResult, VectorSpec, fit_summary, pair_subset  # noqa: F401  (re-exported)
 from .config import SweepConfig
-from .datasets import ConceptTask, get_task
+from .datasets import SPLITS, ConceptTask, get_task
+from .engines import Engine, engine_for
 from .protocol import select
 
 STORE_NAME = "results.sqlite"
 FITS_NAME = "fits.json"
 PROVENANCE_NAME = "provenance.json"
+FAILURES_NAME = "failures.json"
 NO_SITE = "-"
 
 
-@dataclass(frozen=True)
-class VectorSpec:
-    method: str
-    n_pairs: int
-    seed: int
-
-
-def pair_subset(pairs: list[ContrastPair], n: int, seed: int) -> list[ContrastPair]:
-    """The first n pairs of a seeded permutation (nested in n for a fixed seed)."""
-    if n > len(pairs):
-        raise ValueError(f"asked for {n} pairs but the train split has {len(pairs)}; lower n_pairs")
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    return [pairs[int(i)] for i in order[:n]]
+class SweepIncompleteError(SteerscopeError, RuntimeError):
+    """Some cells failed (or waited on one that did); the rest are stored and a rerun retries the missing ones."""
 
 
 def vector_specs(config: SweepConfig) -> list[VectorSpec]:
@@ -70,15 +68,9 @@ def vector_specs(config: SweepConfig) -> list[VectorSpec]:
     return specs
 
 
-def _fit(
-    lm: LoadedModel, spec: VectorSpec, pairs: list[ContrastPair], sites: list[str], options: dict
-) -> tuple[Intervention, dict[str, float]]:
-    subset = pair_subset(pairs, spec.n_pairs, spec.seed)
-    return fit_intervention(lm, spec.method, subset, sites, spec.seed, options.get(spec.method, {}))
-
-
 class SweepRunner:
-    """State of one sweep run; `run()` does the work."""
+    """State of one sweep run (the driver: it plans the cells, hands them to an engine and is the only writer of
+    the run folder); `run()` does the work."""
 
     def __init__(
         self,
@@ -90,6 +82,7 @@ class SweepRunner:
         lm: LoadedModel | None = None,
         overwrite: bool = False,
         restart: bool = False,
+        engine: Engine | None = None,
     ):
         self.config = config
         self.console = console or Console()
@@ -99,6 +92,16 @@ class SweepRunner:
             if len(config.models) != 1:
                 raise ValueError(f"a loaded model stands for one model spec, but the sweep names {len(config.models)}")
             self.preloaded[config.models[0]] = lm
+        self.own_engine = engine is None  # made here (Ray connected before any file is written), closed by run()
+        self.engine = engine or engine_for(config, self.preloaded)
+        try:
+            self._open(out, overwrite, restart)
+        except BaseException:
+            self._close_engine()
+            raise
+
+    def _open(self, out: str | Path, overwrite: bool, restart: bool) -> None:
+        config = self.config
         tasks = {name: get_task(name, config.custom_datasets) for name in config.datasets}
         defined = {name: {**asdict(t), "split_prompts": t.split_prompts()} for name, t in tasks.items()}
         settings = {**config.settings(), "dataset_definitions": defined}  # the grid and what each dataset holds
@@ -110,59 +113,13 @@ class SweepRunner:
         self.done = self.store.done()
         self.selections: dict[str, dict] = {}
         self.sites_of: dict[str, list[str]] = {}
+        self.failures: dict[str, dict] = {}  # cell key -> the cell, its error and the worker
+        self.blocked: dict[str, str] = {}  # what was not measured -> the failure it waited on
         fits = self.out / FITS_NAME
         self.fits: dict[str, dict] = json.loads(fits.read_text(encoding="utf-8")) if fits.is_file() else {}
 
-    # --- measuring one cell -------------------------------------------------------------------------
-
-    def _generate(self, lm: LoadedModel, prompts: list[str]) -> list[str]:
-        g = self.config.generation
-        out: list[str] = []
-        for start in range(0, len(prompts), g.batch_size):
-            out += generate_text(
-                lm,
-                prompts[start : start + g.batch_size],
-                max_new_tokens=g.max_new_tokens,
-                do_sample=g.do_sample,
-                temperature=g.temperature,
-                seed=g.seed,
-                repetition_penalty=g.repetition_penalty,
-            )
-        return out
-
-    def _measure(
-        self,
-        cell: Cell,
-        lm: LoadedModel,
-        task: ConceptTask,
-        prompts: list[str],
-        intervention: Callable[[], AbstractContextManager],
-        base_ce: np.ndarray | None,
-        shown: list[str] | None = None,
-        side_effects: SideEffectProbe | None = None,
-        cost: dict[str, float] | None = None,
-    ) -> None:
-        """Generate under the intervention, score, and store the cell (skipped when already stored)."""
-        if cell.key in self.done:
-            return
-        with intervention():
-            texts = self._generate(lm, shown or prompts)
-        metrics = dict(task.score(texts))
-        ce = completion_cross_entropy(lm, prompts, texts)
-        metrics["fluency_ce"] = ce
-        metrics["fluency_cost"] = ce - (ce if base_ce is None else base_ce)
-        if side_effects is not None:
-            metrics.update(side_effects.measure(intervention))
-        metrics.update({name: [value] for name, value in (cost or {}).items()})
-        self.store.write(cell, metrics, texts)
-        self.done.add(cell.key)
-        self._advance(cell)
-
-    def _advance(self, cell: Cell) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task_id)
-        if self.on_cell is not None:
-            self.on_cell(cell)
+    progress: Progress | None = None
+    task_id: int = 0
 
     # --- the sweep ----------------------------------------------------------------------------------
 
@@ -174,95 +131,169 @@ class SweepRunner:
         return per_dataset * len(c.datasets) * len(c.models)
 
     def run(self) -> Path:
-        """Run (or resume) the whole sweep; returns the store's path."""
-        with progress_bar(self.console) as progress:
-            self.progress = progress
-            self.task_id = progress.add_task("sweep", total=self.planned_cells(), completed=len(self.done))
-            for model in self.config.models:
-                lm = self.preloaded.get(model) or load_model(model, dtype=self.config.dtype, device=self.config.device)
-                self._record_provenance(model, lm)
-                probe = self._side_effect_probe(lm)
-                for dataset in self.config.datasets:
-                    self._run_dataset(model, lm, get_task(dataset, self.config.custom_datasets), probe)
-        self.progress = None
+        """Run (or resume) the whole sweep; returns the store's path. Raises SweepIncompleteError, after measuring
+        every cell it could, when some failed (the run stays unfinished, so a rerun retries just those)."""
+        try:
+            with progress_bar(self.console) as progress:
+                self.progress = progress
+                self.task_id = progress.add_task("sweep", total=self.planned_cells(), completed=len(self.done))
+                for model in self.config.models:
+                    self._run_model(model, self.engine)
+        finally:
+            self.progress = None
+            self._close_engine()
         self.store.close()
+        self._report_failures()
         return self.folder.commit() / STORE_NAME
 
-    def _record_provenance(self, model: str, lm: LoadedModel) -> None:
+    def _close_engine(self) -> None:
+        if self.own_engine:
+            self.engine.close()
+
+    def _run_model(self, model: str, engine: Engine) -> None:
+        """The cells of one model in waves, each wave holding only cells whose inputs are stored: the unsteered
+        baselines; then prompting and the validation cells of the smallest n; then, for each n, the test cells at
+        the choices made on its validation cells beside the validation cells of the next n."""
+        tasks = [get_task(name, self.config.custom_datasets) for name in self.config.datasets]
+        groups = [group for _n, group in _by_n_pairs(vector_specs(self.config), self.config.reference_method)]
+        where = f"{model} ({engine.description})"
+        unsteered = [self._baseline(model, task, "unsteered", split) for task in tasks for split in SPLITS]
+        self._wave(engine, unsteered, f"{where}: baselines")
+        for i in range(len(groups) + 1):
+            jobs: list[CellJob | None] = []
+            if i == 0 and "prompting" in self.config.baselines:
+                jobs += [self._baseline(model, task, "prompting", split) for task in tasks for split in SPLITS]
+            if i > 0:
+                jobs += [job for task in tasks for job in self._test_jobs(model, task, groups[i - 1])]
+            if i < len(groups):
+                jobs += [job for task in tasks for job in self._validation_jobs(model, task, groups[i])]
+            label = f"n={groups[min(i, len(groups) - 1)][0].n_pairs}" if groups else ""
+            self._wave(engine, jobs, f"{where}: {label}")
+
+    def _wave(self, engine: Engine, jobs: list[CellJob | None], description: str) -> None:
+        todo = [job for job in jobs if job is not None]
+        if todo and self.progress is not None:
+            self.progress.update(self.task_id, description=description)
+        engine.run(self.config, todo, self._collect)
+
+    # --- the jobs -----------------------------------------------------------------------------------
+
+    def _base_ce(self, model: str, dataset: str, split: str) -> tuple[float, ...] | None:
+        rows = self.store.rows(model=model, dataset=dataset, split=split, method="unsteered", metric="fluency_ce")
+        return tuple(float(x) for x in rows[0]["items"]) if rows else None
+
+    def _job(self, cell: Cell, spec: VectorSpec | None = None, test: bool = False) -> CellJob | None:
+        """The job of a cell not yet stored (None when it is, or when its unsteered baseline failed)."""
+        if cell.key in self.done:
+            return None
+        base_ce = None
+        if cell.method != "unsteered":
+            base_ce = self._base_ce(cell.model, cell.dataset, cell.split)
+            if base_ce is None:
+                self.blocked[cell.key] = f"the unsteered {cell.split} baseline of {cell.model} / {cell.dataset} failed"
+                return None
+        return CellJob(cell, spec, base_ce, test)
+
+    def _baseline(self, model: str, task: ConceptTask, method: str, split: str) -> CellJob | None:
+        return self._job(Cell(model, method, NO_SITE, 0.0, 0, 0, task.name, split))
+
+    def _cell(self, model: str, task: ConceptTask, spec: VectorSpec, site: str, coef: float, split: str) -> Cell:
+        return Cell(model, spec.method, site, float(coef), spec.n_pairs, spec.seed, task.name, split)
+
+    def _validation_jobs(self, model: str, task: ConceptTask, group: list[VectorSpec]) -> list[CellJob | None]:
+        return [
+            self._job(self._cell(model, task, spec, site, coef, "validation"), spec)
+            for spec in group
+            for site, coef in self._grid(spec.method)
+        ]
+
+    def _test_jobs(self, model: str, task: ConceptTask, group: list[VectorSpec]) -> list[CellJob | None]:
+        """Test cells at the settings chosen on validation. A method's test cells wait while one of its validation
+        cells (or one of the reference method's) at this n is missing: a choice made on part of the grid would
+        be stored for good."""
+        missing: dict[str, str] = {}
+        for spec in group:
+            for site, coef in self._grid(spec.method):
+                key = self._cell(model, task, spec, site, coef, "validation").key
+                if key not in self.done:
+                    missing.setdefault(spec.method, key)
+        ready = []
+        for spec in group:
+            waits_on = missing.get(spec.method) or missing.get(self.config.reference_method)
+            if waits_on is None:
+                ready.append(spec)
+            else:
+                self.blocked[f"{model} / {task.name} / {spec.label}: test cells"] = f"validation cell {waits_on}"
+        if not ready:
+            return []
+        choices = select(
+            self.store.rows(model=model, dataset=task.name, split="validation"),
+            task.effect_metric,
+            self.config.selection.max_fluency_cost,
+        )
+        self.selections[f"{model} / {task.name}"] = _choices_json(choices)
+        write_json(self.out / "selection.json", self.selections)
+        return [
+            self._job(self._cell(model, task, spec, site, coef, "test"), spec, test=True)
+            for spec in ready
+            for site in self._sites(spec.method)
+            for coef in self._test_coefficients(choices["per_site"], model, task.name, spec, site)
+        ]
+
+    # --- results (the driver is the only writer) ----------------------------------------------------
+
+    def _collect(self, result: CellResult) -> None:
+        """Store one cell's result as it arrives (or record its failure), exactly once per cell."""
+        cell = result.job.cell
+        if result.model is not None:
+            self._record_provenance(cell.model, result.model)
+        new_fits = {k: v for k, v in result.fits.items() if k not in self.fits}
+        if new_fits:
+            self.fits.update(new_fits)
+            write_json(self.out / FITS_NAME, self.fits)
+        if cell.key in self.done:  # a result for a cell already stored is never written twice
+            return
+        if result.error is not None:
+            self.failures[cell.key] = {**asdict(cell), "error": result.error, "worker": result.worker,
+                                       "traceback": result.detail}  # fmt: skip
+        else:
+            assert result.metrics is not None
+            self.store.write(cell, result.metrics, result.texts)
+            self.done.add(cell.key)
+            self.failures.pop(cell.key, None)
+            if self.on_cell is not None:
+                self.on_cell(cell)
+        if self.progress is not None:
+            self.progress.advance(self.task_id)
+
+    def _record_provenance(self, model: str, info: dict) -> None:
         """Which model each spec loaded and the package versions, in provenance.json."""
         path = self.out / PROVENANCE_NAME
         record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"models": {}}
-        record["models"][model] = model_info(lm, model)
+        record["models"][model] = info
         write_json(path, {**record, "versions": package_versions()})
 
-    progress: Progress | None = None
-    task_id: int = 0
-
-    def _side_effect_probe(self, lm: LoadedModel) -> SideEffectProbe | None:
-        s = self.config.side_effects
-        if not s.enabled:
-            return None
-        return SideEffectProbe.prepare(lm, s.source, s.n, s.seq_len, s.batch_size, s.seed)
-
-    def _baseline_ce(self, model: str, dataset: str, split: str) -> np.ndarray:
-        rows = self.store.rows(model=model, dataset=dataset, split=split, method="unsteered", metric="fluency_ce")
-        return np.asarray(rows[0]["items"], dtype=np.float64)
-
-    def _run_dataset(self, model: str, lm: LoadedModel, task: ConceptTask, probe: SideEffectProbe | None) -> None:
-        c = self.config
-        prompts = task.split_prompts()
-        pairs = task.train_pairs()
-        self.progress.update(self.task_id, description=f"{model} / {task.name}: baselines")
-        base_ce = {}
-        for split, ps in prompts.items():
-            cell = Cell(model, "unsteered", NO_SITE, 0.0, 0, 0, task.name, split)
-            self._measure(cell, lm, task, ps, nullcontext, None)
-            base_ce[split] = self._baseline_ce(model, task.name, split)
-            if "prompting" in c.baselines:
-                cell = Cell(model, "prompting", NO_SITE, 0.0, 0, 0, task.name, split)
-                shown = task.prompted(lm.tokenizer, ps)
-                self._measure(cell, lm, task, ps, nullcontext, base_ce[split], shown=shown)
-        specs = vector_specs(c)
-        vectors: dict[VectorSpec, tuple[Intervention, dict[str, float]]] = {}
-
-        def vector(spec: VectorSpec) -> tuple[Intervention, dict[str, float]]:
-            if spec not in vectors:
-                vectors[spec] = _fit(lm, spec, pairs, self._sites(spec.method), c.method_options)
-                self.fits[f"{model} / {task.name} / {_label(spec)}"] = fit_summary(spec, *vectors[spec])
-                write_json(self.out / FITS_NAME, self.fits)
-            return vectors[spec]
-
-        def cell(spec: VectorSpec, site: str, coef: float, split: str) -> Cell:
-            return Cell(model, spec.method, site, float(coef), spec.n_pairs, spec.seed, task.name, split)
-
-        for _n, group in _by_n_pairs(specs, c.reference_method):
-            for spec in group:
-                self.progress.update(self.task_id, description=f"{model} / {task.name}: validation {_label(spec)}")
-                for site, coef in self._grid(spec.method):
-                    todo = cell(spec, site, coef, "validation")
-                    if todo.key not in self.done:
-                        v = at_site(vector(spec)[0], site)
-                        applier = _applier(lm, v, coef)
-                        self._measure(todo, lm, task, prompts["validation"], applier, base_ce["validation"])
-            choices = select(
-                self.store.rows(model=model, dataset=task.name, split="validation"),
-                task.effect_metric,
-                c.selection.max_fluency_cost,
-            )
-            self.selections[f"{model} / {task.name}"] = _choices_json(choices)
-            write_json(self.out / "selection.json", self.selections)
-            for spec in group:
-                self.progress.update(self.task_id, description=f"{model} / {task.name}: test {_label(spec)}")
-                for site in self._sites(spec.method):
-                    for coef in self._test_coefficients(choices["per_site"], model, task.name, spec, site):
-                        todo = cell(spec, site, coef, "test")
-                        if todo.key not in self.done:
-                            fitted, cost = vector(spec)
-                            applier = _applier(lm, at_site(fitted, site), coef)
-                            test = prompts["test"]
-                            self._measure(todo, lm, task, test, applier, base_ce["test"], side_effects=probe, cost=cost)
-            for spec in group:
-                vectors.pop(spec, None)
+    def _report_failures(self) -> None:
+        """failures.json, a table of what failed and one SweepIncompleteError; nothing when every cell is stored."""
+        path = self.out / FAILURES_NAME
+        if not self.failures and not self.blocked:
+            path.unlink(missing_ok=True)
+            return
+        write_json(path, {"failed": list(self.failures.values()), "not_measured": self.blocked})
+        table = Table(title="cells that failed")
+        for column in ("model", "method", "site", "coefficient", "n_pairs", "seed", "dataset", "split", "error"):
+            table.add_column(column)
+        for f in self.failures.values():
+            table.add_row(*(Text(str(f[k])) for k in ("model", "method", "site", "coefficient", "n_pairs", "seed",
+                                                      "dataset", "split", "error")))  # fmt: skip
+        self.console.print(table)
+        errors = Counter(f["error"] for f in self.failures.values())
+        common = "; ".join(f"{n} x {error}" for error, n in errors.most_common(3))
+        raise SweepIncompleteError(
+            f"{len(self.failures)} cell(s) failed ({common}) and {len(self.blocked)} more waited on them; the "
+            f"{len(self.done)} others are stored in {self.out}; see {path} and rerun the same command to retry "
+            "the missing ones"
+        )
 
     def _sites(self, method: str) -> list[str]:
         """The sites `method` is fitted at (an SAE method: its SAE's site), read once per method."""
@@ -291,29 +322,11 @@ class SweepRunner:
         return coefs
 
 
-def fit_summary(spec: VectorSpec, fitted: Intervention, cost: dict[str, float]) -> dict:
-    """What was fitted, for the record: norms per site, an SAE method's latent and how it ranked, and the cost."""
-    meta = fitted.meta
-    out: dict = {"method": spec.method, "n_pairs": spec.n_pairs, "seed": spec.seed, "norms": meta.get("norms")}
-    for key in ("latent", "chosen_by", "ranking_top", "scale"):
-        if key in meta:
-            out[key] = meta[key]
-    return {**out, "cost": cost}
-
-
 def _by_n_pairs(specs: list[VectorSpec], reference: str) -> list[tuple[int, list[VectorSpec]]]:
     """Specs grouped by n_pairs (ascending), the reference method first and the controls (random) last."""
     rank = lambda s: (s.method != reference, METHODS[s.method].control)  # noqa: E731
     groups = sorted({s.n_pairs for s in specs})
     return [(n, sorted((s for s in specs if s.n_pairs == n), key=rank)) for n in groups]
-
-
-def _applier(lm: LoadedModel, fitted: Intervention, coef: float) -> Callable[[], AbstractContextManager]:
-    return lambda: fitted.apply(lm, coef)
-
-
-def _label(spec: VectorSpec) -> str:
-    return f"{spec.method} n={spec.n_pairs} seed={spec.seed}"
 
 
 def _choices_json(choices: dict) -> dict:
@@ -328,5 +341,7 @@ def run_sweep(config: SweepConfig, out: str | Path, **kwargs) -> Path:
     provenance.json); returns the store's path. It is written in `<out>.partial/` (core.runs.RunFolder): an
     interrupted sweep resumes there with equal settings and is refused, naming the ones that differ, otherwise.
     kwargs: console, on_cell, models (spec -> loaded model), lm (the loaded model of a one-model sweep),
-    overwrite (replace a finished `out`), restart (discard an unfinished run)."""
+    overwrite (replace a finished `out`), restart (discard an unfinished run), engine (sweep.engines; default:
+    Ray workers when `config.ray` is set, else this process). Cells that failed raise SweepIncompleteError at
+    the end, after every other cell is stored."""
     return SweepRunner(config, out, **kwargs).run()
