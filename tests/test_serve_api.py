@@ -158,7 +158,8 @@ def test_a_file_vector_streams_the_library_s_completions(client, lm, folder, vec
     for column in got["result"]["columns"]:
         ce = completion_cross_entropy(lm, [PROMPT], [column["text"]])[0]
         assert column["fluency_ce"] == pytest.approx(ce)
-        assert column["score"] == sentiment_compound([column["text"]])[0]  # a sentiment vector: VADER score
+        compound = sentiment_compound([column["text"]])[0]  # a sentiment vector: its VADER scores
+        assert column["scores"] == {"sentiment": compound, "positive": float(compound >= 0.05)}
     command = got["result"]["reproduce"]["commands"][-1]
     assert command.startswith(f"steerscope generate {shlex.quote(str(folder))} --vector {vectors / 'sent.safetensors'}")
 

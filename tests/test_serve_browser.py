@@ -83,7 +83,7 @@ def test_type_move_the_slider_and_read_both_streams(browser, runs):
         )
         assert unsteered.strip() and steered.strip() and steered != unsteered
         numbers = browser.find_element(By.CSS_SELECTOR, '#steer-columns .column[data-column="1"] .numbers').text
-        assert "nats/token under the unsteered model" in numbers and "VADER sentiment" in numbers
+        assert "nats/token under the unsteered model" in numbers and "concept scores: positive" in numbers
         assert browser.find_element(By.ID, "error").text == ""
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         assert browser.get_window_size()["width"] == 1300

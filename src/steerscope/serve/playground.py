@@ -24,9 +24,9 @@ from ..core.generate import generate_text
 from ..core.models import LoadedModel
 from ..core.sites import site_name
 from ..evaluate.fluency import completion_cross_entropy
-from ..evaluate.scorers import keyword_hits, sentiment_compound
 from ..steering.vector import SteeringVector
 from ..sweep.datasets import BUILTIN as CONCEPTS
+from ..sweep.datasets import ConceptTask, get_task
 from .engine import Engine, Ticket
 from .plan import Column, Limits, Plan, SteerRequest, check_positions, make_plan
 from .vectors import VectorLibrary
@@ -66,12 +66,13 @@ def concept_of(vector: SteeringVector) -> str | None:
     return name if name in CONCEPTS else None
 
 
-def concept_score(concept: str, text: str) -> tuple[str, float]:
-    """(what the number is, the number) for a completion under the concept's built-in scorer."""
-    task = CONCEPTS[concept]
-    if task["scorer"] == "sentiment":
-        return "VADER sentiment (-1..1)", sentiment_compound([text])[0]
-    return "mentions the topic (0/1)", keyword_hits([text], task["keywords"])[0]
+def concept_scores(concept: str, text: str) -> dict[str, float]:
+    """A completion's scores under the concept's built-in scorer, as a sweep scores it (sentiment: VADER compound
+    and whether it counts as positive; weddings: whether it mentions the topic)."""
+    task = get_task(concept)
+    if not isinstance(task, ConceptTask):
+        return {}
+    return {name: float(values[0]) for name, values in task.score([text]).items()}
 
 
 def _number(x: float) -> float | None:
@@ -148,10 +149,9 @@ class Playground:
             column = plan.columns[i]
             ticket.emit({"type": "start", "column": i, "label": column.label})
             text, ce, cached = self._column(plan, column, vectors, ticket, i)
-            result = {"label": column.label, "coefficient": column.coefficient, "second": column.second}
+            result: dict = {"label": column.label, "coefficient": column.coefficient, "second": column.second}
             result |= {"text": text, "fluency_ce": ce, "cached": cached}
-            if concept:
-                result["score_name"], result["score"] = concept_score(concept, text)
+            result["scores"] = concept_scores(concept, text) if concept else {}
             results[i] = result
             ticket.emit({"type": "done", "column": i, **result, "seconds": time.perf_counter() - started})
         ticket.emit({"type": "result", "result": self._result(plan, [results[i] for i in range(len(plan.columns))])})
@@ -168,7 +168,7 @@ class Playground:
             self.lm.tokenizer, lambda text: ticket.emit({"type": "token", "column": index, "text": text}), ticket.check
         )
         with ExitStack() as stack:
-            if column.steered:
+            if column.coefficient is not None:  # a steered column
                 stack.enter_context(vectors[0].apply(self.lm, column.coefficient, plan.positions))
                 if column.second is not None:
                     stack.enter_context(vectors[1].apply(self.lm, column.second, plan.positions))

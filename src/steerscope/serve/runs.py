@@ -28,10 +28,10 @@ def kind_of(folder: Path) -> str | None:
     summary = folder / "summary.json"
     if summary.is_file():
         try:
-            kind = json.loads(summary.read_text(encoding="utf-8")).get("kind")
+            named = json.loads(summary.read_text(encoding="utf-8")).get("kind")
         except (ValueError, AttributeError, OSError):
-            kind = None
-        return str(kind) if kind else "run"
+            named = None
+        return str(named) if named else "run"
     return "run" if (folder / SETTINGS).is_file() or (folder / "index.html").is_file() else None
 
 

@@ -77,7 +77,7 @@ class VectorLibrary:
         """Every .safetensors file under the folder: its name, what made it, and why it cannot be used here."""
         if self.folder is None:
             return []
-        rows = []
+        rows: list[dict] = []
         for path in sorted(self.folder.rglob("*.safetensors"))[:MAX_LISTED_FILES]:
             name = path.relative_to(self.folder).as_posix()
             try:

@@ -170,7 +170,8 @@ function showNumbers(col, event, unsteered) {
     const d = event.fluency_ce - unsteered.fluency_ce;
     rows.push(`fluency cost: ${d >= 0 ? "+" : ""}${fmt(d)} nats/token vs unsteered`);
   }
-  if (event.score_name) rows.push(`${event.score_name}: ${fmt(event.score)}`);
+  const scores = Object.entries(event.scores || {});
+  if (scores.length) rows.push(`concept scores: ${scores.map(([name, value]) => `${name} ${fmt(value)}`).join(" · ")}`);
   if (event.cached) rows.push("(unsteered text from the cache: same prompt and decoding)");
   col.querySelector(".numbers").replaceChildren(...rows.map((r) => Object.assign(document.createElement("div"), { textContent: r })));
 }
