@@ -9,17 +9,24 @@ A dataset of your own is a [datasets.NAME] table: pairs (built-in name or file),
 scorer ("sentiment", "keywords" or "topic"), keywords (list, for "keywords"), topic (text, for "topic"),
 instruction (what the prompting baseline asks for; see ConceptTask.prompted). The built-in sentiment
 instruction and its chat form were chosen on validation prompts among three phrasings.
+
+A/B datasets (ABTask; run by sweep/behaviour.py): CAA-style multiple-choice items, built in as
+`caa-<behaviour>` for CAA's seven behaviours (evaluate.behaviour.CAA_BEHAVIOURS), or a [datasets.NAME] table
+with `items` (a .json/.jsonl file of A/B items), and optionally n_validation, n_test, template.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from ..evaluate.behaviour import CAA_BEHAVIOURS, TEMPLATES, ABItem, ab_pair_texts, caa_items, read_ab_items
 from ..evaluate.scorers import keyword_hits, sentiment_compound, topic_similarity
 from ..steering.pairs import ContrastPair, load_pairs
 
@@ -113,13 +120,96 @@ class ConceptTask:
         return {"topic_similarity": np.asarray(topic_similarity(texts, self.topic))}
 
 
-def get_task(name: str, custom: dict | None = None) -> ConceptTask:
-    """A built-in dataset (sentiment, weddings) or one defined in the config."""
-    spec = (custom or {}).get(name) or BUILTIN.get(name)
+AB_SPLITS = ("train", "validation", "test")
+#: the metric of an A/B dataset: P(behaviour-matching answer) per item
+AB_METRIC = "p_behaviour"
+CAA_PREFIX = "caa:"
+BUILTIN_AB = {f"caa-{b}": {"items": f"{CAA_PREFIX}{b}"} for b in CAA_BEHAVIOURS}
+
+
+@dataclass
+class ABTask:
+    """A/B items (CAA): vectors from the train split's answer-letter activations, P(matching answer) measured on
+    disjoint validation and test splits.
+
+    Split (deterministic): the distinct questions, in file order, are permuted with numpy default_rng(0); the
+    first `n_test` are test, the next `n_validation` validation, the rest train (an item goes where its
+    question goes, so no question is in two splits). `template`: "auto" shows items through the model's chat
+    template when it has one (evaluate.behaviour.ab_prompt)."""
+
+    name: str
+    items: str  # "caa:<behaviour>" or a file of A/B items
+    n_validation: int = 20
+    n_test: int = 50
+    template: str = "auto"
+
+    effect_metric = AB_METRIC
+
+    def __post_init__(self) -> None:
+        for key in ("n_validation", "n_test"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"dataset {self.name}: {key} must be an integer >= 1, got {value!r}")
+        if self.template not in TEMPLATES:
+            choices = ", ".join(TEMPLATES)
+            raise ValueError(f"dataset {self.name}: template must be one of {choices}, got {self.template!r}")
+
+    def load(self) -> list[ABItem]:
+        if self.items.startswith(CAA_PREFIX):
+            return caa_items(self.items.removeprefix(CAA_PREFIX))
+        return read_ab_items(self.items)
+
+    def split_items(self) -> dict[str, list[ABItem]]:
+        """{"train": [...], "validation": [...], "test": [...]} by the rule in the class docstring."""
+        return self._splits
+
+    @cached_property
+    def _splits(self) -> dict[str, list[ABItem]]:
+        items = self.load()
+        questions = list(dict.fromkeys(it.question for it in items))
+        held = self.n_test + self.n_validation
+        if len(questions) <= held:
+            raise ValueError(
+                f"dataset {self.name}: {len(questions)} distinct questions, but n_test + n_validation = {held} "
+                "leaves none to train on; lower them"
+            )
+        order = np.random.default_rng(0).permutation(len(questions))
+        rank = {questions[int(i)]: r for r, i in enumerate(order)}
+        split_of = lambda q: "test" if rank[q] < self.n_test else "validation" if rank[q] < held else "train"  # noqa: E731
+        return {s: [it for it in items if split_of(it.question) == s] for s in AB_SPLITS}
+
+    def train_pairs(self, tokenizer) -> list[ContrastPair]:
+        """The train items as contrast pairs: the prompt followed by the matching / the other answer letter."""
+        return [ContrastPair(*ab_pair_texts(tokenizer, it, self.template)) for it in self.split_items()["train"]]
+
+    def definition(self) -> dict:
+        """What the dataset holds, for the run's settings: its options and the questions of each split (hashed)."""
+        digest = {
+            s: hashlib.sha256(json.dumps([astuple(it) for it in v]).encode()).hexdigest()[:16]
+            for s, v in self.split_items().items()
+        }
+        sizes = {s: len(v) for s, v in self.split_items().items()}
+        return {**asdict(self), "split_sizes": sizes, "split_hashes": digest}
+
+
+def is_ab(task: object) -> bool:
+    """Whether a dataset is an A/B one (measured by sweep/behaviour.py, not by generating text)."""
+    return isinstance(task, ABTask)
+
+
+def get_task(name: str, custom: dict | None = None) -> ConceptTask | ABTask:
+    """A built-in dataset (sentiment, weddings, caa-<behaviour>) or one defined in the config."""
+    spec = (custom or {}).get(name) or BUILTIN.get(name) or BUILTIN_AB.get(name)
     if spec is None:
-        raise ValueError(
-            f"unknown dataset {name!r}; built-in: {', '.join(BUILTIN)}, or define [datasets.{name}] in the config"
-        )
+        builtin = ", ".join([*BUILTIN, *BUILTIN_AB])
+        raise ValueError(f"unknown dataset {name!r}; built-in: {builtin}, or define [datasets.{name}] in the config")
+    if "items" in spec:
+        allowed_ab = {"items", "n_validation", "n_test", "template"}
+        unknown = set(spec) - allowed_ab
+        if unknown:
+            keys = ", ".join(sorted(allowed_ab))
+            raise ValueError(f"dataset {name}: unknown key(s) {sorted(unknown)} for an A/B dataset; allowed: {keys}")
+        return ABTask(name=name, **spec)
     allowed = {"pairs", "prompts", "scorer", "instruction", "keywords", "topic"}
     unknown = set(spec) - allowed
     if unknown:

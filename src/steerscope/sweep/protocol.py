@@ -101,3 +101,56 @@ def summarize_cells(rows: list[dict], metrics: Iterable[str], n_boot: int = 1000
     """{metric: aggregate} for the metrics present in `rows`."""
     grouped = cells_at(rows)
     return {m: aggregate(grouped[m], n_boot) for m in metrics if grouped.get(m)}
+
+
+# --- A/B datasets (CAA) ---------------------------------------------------------------------------------
+
+#: CAA's multipliers: the layer sweep reads P(behaviour) at -1 and +1 (validation); the curve adds -0.5, 0, +0.5
+SELECT_MULTIPLIERS = (-1.0, 1.0)
+CAA_MULTIPLIERS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+def ab_multipliers(coefficients: Iterable[float]) -> list[float]:
+    """The test multipliers of an A/B dataset: CAA's -1, -0.5, 0, +0.5, +1 and +-c for every swept coefficient."""
+    values = {*CAA_MULTIPLIERS, *(float(c) for c in coefficients), *(-float(c) for c in coefficients)}
+    return sorted(values)
+
+
+@dataclass(frozen=True)
+class SiteChoice:
+    """The site CAA's layer sweep picks, its validation effect (mean over datasets) and each dataset's."""
+
+    site: str
+    effect: float
+    per_dataset: dict[str, float]
+
+
+def ab_layer_sweep(validation_rows: Iterable[dict], metric: str) -> dict[tuple, dict[str, dict[str, float]]]:
+    """{(model, method, n_pairs): {site: {dataset: P(+1) - P(-1)}}} from validation rows (means over seeds and
+    items at multipliers +1 and -1)."""
+    values: dict[tuple, list[float]] = defaultdict(list)
+    for row in validation_rows:
+        if row["split"] != "validation":
+            raise ValueError(f"selection got a {row['split']!r} row; it must only ever see validation rows")
+        if row["metric"] == metric and row["coefficient"] in SELECT_MULTIPLIERS:
+            key = (row["model"], row["method"], row["n_pairs"], row["site"], row["dataset"], row["coefficient"])
+            values[key].append(float(np.nanmean(row["items"])))
+    sweep: dict[tuple, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (model, method, n, site, dataset, coef), _ in values.items():
+        if coef != SELECT_MULTIPLIERS[1]:
+            continue
+        low = values.get((model, method, n, site, dataset, SELECT_MULTIPLIERS[0]))
+        if low:
+            high = values[(model, method, n, site, dataset, coef)]
+            sweep[(model, method, n)][site][dataset] = float(np.mean(high) - np.mean(low))
+    return {k: dict(v) for k, v in sweep.items()}
+
+
+def select_ab_sites(validation_rows: Iterable[dict], metric: str) -> dict[tuple, SiteChoice]:
+    """CAA's layer choice, one site for all behaviours: per (model, method, n_pairs), the site whose validation
+    effect P(+1) - P(-1), averaged over the A/B datasets measured there, is largest."""
+    out = {}
+    for key, sites in ab_layer_sweep(validation_rows, metric).items():
+        site, per = max(sites.items(), key=lambda kv: (float(np.mean(list(kv[1].values()))), kv[0]))
+        out[key] = SiteChoice(site, float(np.mean(list(per.values()))), dict(per))
+    return out
