@@ -1,15 +1,20 @@
-"""A tiny random llama with a byte-level tokenizer (any text tokenizes, offline), saved as a model folder, and
-small helpers for talking to a playground."""
+"""A tiny random llama with a byte-level tokenizer (any text tokenizes, offline), saved as a model folder (the
+fixtures `folder` and `lm`, a pytest plugin of the playground's test modules), and helpers for talking to it.
+
+PYTEST_DONT_REWRITE: it holds no assertions, and the test modules import it before pytest loads it as a plugin."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from tiny_models import CONFIGS, _scale_up_weights
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from steerscope import load_model
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -40,3 +45,14 @@ def save_byte_model(folder: Path, seed: int = 0) -> Path:
 def sse_events(lines) -> list[dict]:
     """The JSON events of a server-sent-event body (an iterable of text lines)."""
     return [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The byte model as a folder: the model spec the playground serves and its commands load."""
+    return save_byte_model(tmp_path_factory.mktemp("model") / "bytes")
+
+
+@pytest.fixture(scope="module")
+def lm(folder):
+    return load_model(str(folder))

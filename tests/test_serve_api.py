@@ -30,18 +30,10 @@ from steerscope.steering.generate import steered_completions
 from steerscope.steering.pairs import load_pairs
 from steerscope.steering.vector import SteeringVector
 
+pytest_plugins = ["serve_helpers"]  # the fixtures folder (the byte model saved) and lm (loaded)
+
 PROMPT = "I think that"
 GEN = {"max_new_tokens": 8, "seed": 0, "repetition_penalty": 1.3}
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return save_byte_model(tmp_path_factory.mktemp("model") / "bytes")
-
-
-@pytest.fixture(scope="module")
-def lm(folder):
-    return load_model(str(folder))
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,15 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-from serve_helpers import save_byte_model, sse_events
+from serve_helpers import sse_events
 
-from steerscope import load_model
 from steerscope.methods import fit
 from steerscope.serve import Background, Limits, Playground, create_app
 from steerscope.steering.pairs import load_pairs
 
+pytest_plugins = ["serve_helpers"]  # the fixtures folder (the byte model saved) and lm (loaded)
+
 PROMPTS = ["I think that", "The weather was", "My friend said"]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return save_byte_model(tmp_path_factory.mktemp("model") / "bytes")
-
-
-@pytest.fixture(scope="module")
-def lm(folder):
-    return load_model(str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +41,19 @@ def post(url: str, body: dict, timeout: float = 60) -> tuple[int, list[dict]]:
         return 200, sse_events(text.splitlines())
     finally:
         conn.close()
+
+
+def open_stream(url: str, body: dict) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Start a steering request and leave its stream open: (connection, response)."""
+    where = urlparse(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    conn.request("POST", "/api/steer", json.dumps(body), {"Content-Type": "application/json"})
+    return conn, conn.getresponse()
+
+
+def read_until_generating(response: http.client.HTTPResponse) -> None:
+    while not response.readline().startswith(b'data: {"type": "token"'):
+        pass
 
 
 def get(url: str, path: str) -> dict:
@@ -126,18 +130,17 @@ def test_eight_concurrent_requests_each_get_what_they_get_alone(lm, folder, vect
     assert max(e["ahead"] for _, events in together for e in events if e["type"] == "queued") >= 3
 
 
+LONG = {"prompt": "Once upon a time", "vector": {"pairs": "sentiment", "n_pairs": 4}, "coefficients": [3.0]}
+LONG["max_new_tokens"] = 4000  # long enough to be still running when the client leaves
+
+
 def test_the_stream_limit_answers_429_and_a_client_that_leaves_frees_its_slot(lm, folder):
     playground = Playground(lm, str(folder), limits=Limits(max_streams=1, max_new_tokens=4000))
-    long = {"prompt": "Once upon a time", "vector": {"pairs": "sentiment", "n_pairs": 4}, "coefficients": [3.0]}
-    long["max_new_tokens"] = 4000
+    long = LONG
     with Background(create_app(playground)) as url:
-        where = urlparse(url)
-        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
-        conn.request("POST", "/api/steer", json.dumps(long), {"Content-Type": "application/json"})
-        response = conn.getresponse()
+        conn, response = open_stream(url, long)
         assert response.status == 200
-        while not response.readline().startswith(b'data: {"type": "token"'):
-            pass  # it is generating
+        read_until_generating(response)
         status, (refusal,) = post(url, {**long, "max_new_tokens": 4})
         assert status == 429 and "all 1 stream slots are in use" in refusal["detail"]
         assert get(url, "/api/status")["streams"] == 1
@@ -153,16 +156,11 @@ def test_the_stream_limit_answers_429_and_a_client_that_leaves_frees_its_slot(lm
 
 def test_a_client_that_leaves_while_queued_frees_its_slot_at_once(lm, folder):
     playground = Playground(lm, str(folder), limits=Limits(max_streams=2, max_new_tokens=4000))
-    long = {"prompt": "Once upon a time", "vector": {"pairs": "sentiment", "n_pairs": 4}, "coefficients": [3.0]}
-    long["max_new_tokens"] = 4000
+    long = LONG
     with Background(create_app(playground)) as url:
-        where = urlparse(url)
-        running, queued = (http.client.HTTPConnection(where.hostname, where.port, timeout=30) for _ in range(2))
-        for conn in (running, queued):
-            conn.request("POST", "/api/steer", json.dumps(long), {"Content-Type": "application/json"})
-        first, second = running.getresponse(), queued.getresponse()
-        while not first.readline().startswith(b'data: {"type": "token"'):
-            pass
+        running, first = open_stream(url, long)
+        read_until_generating(first)
+        queued, second = open_stream(url, long)
         assert second.readline().startswith(b'data: {"type": "queued", "ahead": 1}')
         assert get(url, "/api/status")["streams"] == 2
         queued.close()  # leaves while the first one still generates

@@ -30,7 +30,16 @@ async function getJSON(url) {
 
 // --- settings -----------------------------------------------------------------------------------------
 
+function fitControls(prefix) {
+  // One set of fit controls (pairs, method, site, pairs used, read) per vector, ids prefixed with a- or b-.
+  const controls = $("fit-template").content.cloneNode(true);
+  for (const el of controls.querySelectorAll("[data-id]")) el.id = `${prefix}-${el.dataset.id}`;
+  for (const el of controls.querySelectorAll("[data-for]")) el.htmlFor = `${prefix}-${el.dataset.for}`;
+  $(`${prefix}-fit`).replaceChildren(controls);
+}
+
 function fillVectorControls(prefix, info, files) {
+  fitControls(prefix);
   const source = $(`${prefix}-source`);
   source.replaceChildren();
   option(source, "fit", "fit here from contrast pairs");
