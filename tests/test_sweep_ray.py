@@ -24,17 +24,13 @@ from steerscope.evaluate.store import ResultStore
 from steerscope.sweep.engines import RayEngine
 from steerscope.sweep.runner import FAILURES_NAME, STORE_NAME, SweepIncompleteError, run_sweep
 
-CPUS = 3  # two workers of this module's engine, one of the killed driver's
-
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A local Ray instance for the module and one two-worker engine that its sweeps share (shut down after)."""
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False, logging_level="error")
+def cluster(ray_instance):
+    """One two-worker engine that the module's sweeps share (the third CPU: the killed driver's worker)."""
     engine = RayEngine(RaySpec(workers=2))
     yield engine
     engine.close()
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,26 @@ from typing import Annotated
 
 import typer
 
-from ._app import MODEL_HELP, BatchSize, Device, Dtype, Out, Overwrite, Restart, TrustRemoteCode, app, console
+from ._app import (
+    MODEL_HELP,
+    BatchSize,
+    CpusPerWorker,
+    Device,
+    DeviceMap,
+    Dtype,
+    GpusPerWorker,
+    MaxMemory,
+    Out,
+    Overwrite,
+    RayAddress,
+    RayWorkers,
+    Restart,
+    TrustRemoteCode,
+    UseRay,
+    app,
+    console,
+    ray_spec,
+)
 
 TEXT_HELP = "'wikipedia' (built-in), or a .txt (documents split at blank lines), .jsonl ('text') or .json file"
 
@@ -37,7 +56,21 @@ def _ks(value: str) -> list[int] | None:
 
 
 def _depth_run(
-    models, out, overwrite, restart, text, n, seq_len, batch_size, seed, fit_range, n_boot, dtype, device, trust=False
+    models,
+    out,
+    overwrite,
+    restart,
+    text,
+    n,
+    seq_len,
+    batch_size,
+    seed,
+    fit_range,
+    n_boot,
+    dtype,
+    device,
+    trust=False,
+    **placement,
 ):
     from ..depth.run import DepthRun, TextSpec
 
@@ -52,6 +85,7 @@ def _depth_run(
         dtype=dtype,
         device=device,
         trust_remote_code=trust,
+        **placement,
     )
 
 
@@ -78,8 +112,18 @@ def norms(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
+    use_ray: UseRay = False,
+    address: RayAddress = None,
+    workers: RayWorkers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
 ) -> None:
-    """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate."""
+    """Residual norm growth per site, raw and mean-centred, with the fitted per-layer growth rate.
+
+    --ray: one Ray task per model (each asks for --gpus-per-worker / --cpus-per-worker), the same folder.
+    """
     from ..depth.run import run_norms
 
     run = _depth_run(
@@ -97,8 +141,11 @@ def norms(
         dtype,
         device,
         trust_remote_code,
+        device_map=device_map,
+        max_memory=max_memory,
     )
-    folder, rows = run_norms(run, console=console)
+    cluster = ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker)
+    folder, rows = run_norms(run, console=console, cluster=cluster)
     _show(folder, rows, "residual norm growth")
 
 
@@ -153,8 +200,18 @@ def horizon(
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
+    device_map: DeviceMap = "",
+    max_memory: MaxMemory = "",
+    use_ray: UseRay = False,
+    address: RayAddress = None,
+    workers: RayWorkers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = None,
 ) -> None:
-    """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold."""
+    """The effective layer horizon: delta CE, KL and top-1 agreement against k, and k* per threshold.
+
+    --ray: one Ray task per model (each asks for --gpus-per-worker / --cpus-per-worker), the same folder.
+    """
     from ..depth.capability import parse_tasks
     from ..depth.horizon import HorizonVariant, named_variant, parse_variants, variant_name
     from ..depth.run import HorizonPlan, run_horizon
@@ -197,6 +254,9 @@ def horizon(
         dtype,
         device,
         trust_remote_code,
+        device_map=device_map,
+        max_memory=max_memory,
     )
-    folder, rows = run_horizon(run, console=console, plan=plan)
+    cluster = ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker)
+    folder, rows = run_horizon(run, console=console, plan=plan, cluster=cluster)
     _show(folder, rows, "effective layer horizon")

@@ -21,9 +21,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .._version import __version__
+from ..core.cluster import RaySpec
 from ..core.corpus import token_sequences
 from ..core.io import write_csv, write_json
-from ..core.models import LoadedModel, load_model
+from ..core.models import LoadedModel, load_model, parse_device_map, parse_max_memory
 from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar, slug
 from ..core.validate import BadNumberError, finite, whole
 from ..render import html
@@ -39,6 +40,7 @@ from .horizon import (
     variant_name,
 )
 from .norms import measure_norms
+from .on_ray import rows_on_ray
 from .profile import parse_profile_ks, profile_batch, profile_cost, summarize_profile
 
 
@@ -73,8 +75,12 @@ class DepthRun:
     device: str = "cpu"
     restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
     trust_remote_code: bool = False  # run Python code shipped in a model folder (see load_model)
+    device_map: str | dict = ""  # split each model over devices (load_model); "" keeps it on `device`
+    max_memory: str | dict = ""  # accelerate's budget per device for device_map
 
     def __post_init__(self) -> None:
+        parse_device_map(self.device_map or None)  # a bad map or budget is refused before any work
+        parse_max_memory(self.max_memory or None)
         whole(self.n_boot, "bootstrap resamples (--n-boot)", 1)
         lo, hi = (finite(x, "the growth fit range (--fit-range)", 0.0, 1.0) for x in self.fit_range)
         if not lo < hi:
@@ -119,20 +125,28 @@ def _each_model(run: DepthRun, console: Console, lent: LoadedModel | None = None
     if lent is not None and len(run.models) != 1:
         raise ValueError(f"a loaded model stands for one model spec, but the run names {len(run.models)}")
     for spec in run.models:
-        lm = lent or load_model(spec, dtype=run.dtype, device=run.device, trust_remote_code=run.trust_remote_code)
+        placement = {"device_map": run.device_map or None, "max_memory": run.max_memory or None}
+        lm = lent or load_model(spec, run.dtype, run.device, trust_remote_code=run.trust_remote_code, **placement)
         console.print(f"[bold]{spec}[/bold]: {lm.adapter.describe()}, {lm.n_layers} layers, d_model {lm.d_model}")
         yield spec, lm
         del lm
         gc.collect()
 
 
-def run_norms(run: DepthRun, console: Console | None = None, lm: LoadedModel | None = None) -> tuple[Path, list[dict]]:
+def run_norms(
+    run: DepthRun, console: Console | None = None, lm: LoadedModel | None = None, cluster: RaySpec | None = None
+) -> tuple[Path, list[dict]]:
     """Norm growth for each model; returns the result folder and one summary row per model.
 
-    `lm`: the already loaded model of a one-model run (loaded from its spec when None).
+    `lm`: the already loaded model of a one-model run (loaded from its spec when None). `cluster`: one Ray
+    task per model instead (depth/on_ray.py).
     """
     console = console or Console()
     folder = RunFolder(run.out, run.settings("norms"), run.overwrite, run.restart)
+    if cluster is not None:
+        rows = rows_on_ray(cluster, run, folder, lambda one, c: run_norms(one, c), console)
+        _write_summary(folder, rows, "norms", run)
+        return folder.commit(), rows
     rows, lent = [], lm
     with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console, lent):
@@ -228,13 +242,14 @@ def run_horizon(
     console: Console | None = None,
     lm: LoadedModel | None = None,
     plan: HorizonPlan | None = None,
+    cluster: RaySpec | None = None,
 ) -> tuple[Path, list[dict]]:
     """The horizon sweep (and norm growth) for each model; returns the folder and summary rows.
 
     Either `plan` (several variants, capability tasks, the per-layer profile) or the one-variant
     shorthand `ks`, `variant`, `thresholds`. `lm`: the already loaded model of a one-model run (loaded
     from its spec when None). The thresholds only summarize the per-sequence results, so a resumed run
-    may change them.
+    may change them. `cluster`: one Ray task per model instead (depth/on_ray.py).
     """
     console = console or Console()
     if plan is None:
@@ -243,6 +258,11 @@ def run_horizon(
             plan = replace(plan, thresholds=thresholds)
     settings = run.settings("horizon", **plan.settings())
     folder = RunFolder(run.out, settings, run.overwrite, run.restart)
+    if cluster is not None:
+        rows = rows_on_ray(cluster, run, folder, lambda one, c: run_horizon(one, console=c, plan=plan), console)
+        results = [json.loads(folder.path(slug(m), "horizon.json").read_text()) for m in run.models]
+        _write_summary(folder, rows, "horizon", run, plan, results)
+        return folder.commit(), rows
     rows, results, lent = [], [], lm
     with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console, lent):
