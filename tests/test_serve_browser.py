@@ -60,7 +60,7 @@ def test_type_move_the_slider_and_read_both_streams(browser, runs):
         wait = WebDriverWait(browser, 120)  # generous: the cores may be shared with other work
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
         browser.find_element(By.ID, "prompt").send_keys(PROMPT)
-        for field, value in (("max-new", "20"), ("a-n", "16")):
+        for field, value in (("max-new", "16"), ("a-n", "8")):
             browser.find_element(By.ID, field).clear()
             browser.find_element(By.ID, field).send_keys(value)
         slider = browser.find_element(By.ID, "coef")

@@ -356,7 +356,7 @@ async function start() {
   });
   $("coef").addEventListener("change", () => {
     clearTimeout(state.timer);
-    if ($("prompt").value.trim() && state.view === "steer") state.timer = setTimeout(steerNow, 200);
+    if ($("prompt").value.trim() && state.view === "steer") state.timer = setTimeout(steerNow, 300);
   });
   $("settings").addEventListener("submit", (e) => {
     e.preventDefault();
