@@ -80,7 +80,7 @@ def test_pca_equals_numpy_svd(lm, variant):
 
 def test_actadd_equals_hand_computation(lm):
     pair = ContrastPair("w5 w6 w7 w8", "w9 w10")
-    vec = fit("actadd", lm, [pair], ["resid_pre.1"], pad_token="w3")
+    vec = fit("actadd", lm, [pair], ["resid_pre.1"], pad_token="w3", bos="tokenizer")  # the pair as tokenized
     a = capture(lm, torch.tensor([[7, 8, 9, 10]]), ["resid_pre.1"])["resid_pre.1"][0]
     b = capture(lm, torch.tensor([[11, 12, 5, 5]]), ["resid_pre.1"])["resid_pre.1"][0]
     torch.testing.assert_close(vec.vectors["resid_pre.1"], a - b, atol=1e-6, rtol=0)

@@ -217,6 +217,32 @@ def random_direction(
     return SteeringVector(vectors, meta)
 
 
+#: ActAdd's BOS handling: "auto" reads the pair after a BOS (the tokenizer's own, else a stand-in token) and
+#: never steers position 0; "tokenizer" reads the pair exactly as the tokenizer gives it (no BOS added)
+ACTADD_BOS = ("auto", "tokenizer")
+#: stand-ins for a BOS when the tokenizer adds none, in order: GPT-2's BOS (the document separator of GPT-2,
+#: SmolLM, Qwen and Pythia vocabularies), then the tokenizer's bos and eos tokens
+BOS_STAND_INS = ("<|endoftext|>",)
+
+
+def bos_stand_in(tokenizer, bos: str = "auto") -> int | None:
+    """The token id ActAdd puts at position 0 of its pair: None when the tokenizer adds its own BOS (or
+    `bos="tokenizer"`), else `bos` itself when it names a token, else the first of `BOS_STAND_INS`, the
+    tokenizer's bos_token and eos_token that is one token of the vocabulary."""
+    if bos == "tokenizer":
+        return None
+    own, bare = tokenizer("x")["input_ids"], tokenizer("x", add_special_tokens=False)["input_ids"]
+    if bos == "auto" and len(own) > len(bare):
+        return None
+    vocab = tokenizer.get_vocab()
+    names = [bos] if bos != "auto" else [*BOS_STAND_INS, tokenizer.bos_token, tokenizer.eos_token]
+    for name in names:
+        if name and name in vocab:
+            return int(vocab[name])
+    what = f"{bos!r} is not one token of this vocabulary" if bos != "auto" else "it has no BOS, eos or <|endoftext|>"
+    raise ValueError(f"actadd cannot put a BOS in front of its pair: {what}; pass bos='<a token>' or bos='tokenizer'")
+
+
 def actadd(
     lm: LoadedModel,
     pairs: Sequence[ContrastPair],
@@ -225,14 +251,28 @@ def actadd(
     batch_size: int = 8,
     seed: int = 0,
     pad_token: str = " ",
+    bos: str = "auto",
 ) -> SteeringVector:
-    """ActAdd: one pair; the position-wise difference [T, d] of the two prompts' activations, added at
-    the front positions of the user's prompt. The shorter prompt is right-padded with `pad_token`
-    (default: a space, as in the ActAdd paper) until both have the same number of tokens."""
+    """ActAdd: one pair; the position-wise difference [T, d] of the two prompts' activations, added at the
+    front positions of the user's prompt (row i to its i-th token). The shorter prompt is right-padded with
+    `pad_token` (default: a space, as in the ActAdd paper) until both have the same number of tokens.
+
+    As in the paper, whose GPT-2 prompts begin with a BOS, both prompts are read after a BOS and row 0 (the
+    BOS) is zero, so position 0 of the user's prompt is never changed: on a tokenizer that adds a BOS, it is
+    that BOS, and rows 1.. go to the tokens after it, exactly as in the paper; on one that adds none (SmolLM2),
+    a stand-in token (`bos_stand_in`: `<|endoftext|>` where the vocabulary has it) is put in front of the pair,
+    and position 0 of the user's prompt -- its first token, which plays the BOS's part (an attention sink
+    with a massive activation norm) -- is left alone, so rows 1.. go to its second token on. `bos="tokenizer"`
+    reads the pair as the tokenizer gives it (on SmolLM2 its first token then sits at position 0 and is added to
+    the prompt's position 0: the vector does nothing or breaks the text); `bos="<token>"` names the stand-in."""
     if len(pairs) != 1:
         raise ValueError(f"actadd takes exactly one contrast pair, got {len(pairs)}")
     tok = lm.tokenizer
-    ids = [tok(t)["input_ids"] for t in (pairs[0].positive, pairs[0].negative)]
+    front = bos_stand_in(tok, bos)
+    if front is None:
+        ids = [tok(t)["input_ids"] for t in (pairs[0].positive, pairs[0].negative)]
+    else:
+        ids = [[front, *tok(t, add_special_tokens=False)["input_ids"]] for t in (pairs[0].positive, pairs[0].negative)]
     pad = tok(pad_token, add_special_tokens=False)["input_ids"]
     if len(pad) != 1:
         raise ValueError(f"pad_token {pad_token!r} must be exactly one token, got {len(pad)}")
@@ -240,5 +280,11 @@ def actadd(
     padded = torch.tensor([i + pad * (width - len(i)) for i in ids], device=lm.device)
     acts = capture(lm, padded, sites)
     vectors = {s: (a[0] - a[1]) for s, a in acts.items()}
-    meta = _meta(lm, "actadd", pairs, "all positions", {"pad_token": pad_token, "tokens": width})
+    skips_bos = bos != "tokenizer"
+    if skips_bos:
+        for v in vectors.values():
+            v[0] = 0.0  # the BOS (or its stand-in): the same token in both prompts, never steered
+    tokens = tok.convert_ids_to_tokens(padded[0].tolist()), tok.convert_ids_to_tokens(padded[1].tolist())
+    options = {"pad_token": pad_token, "tokens": width, "bos": bos, "bos_token_id": front, "pair_tokens": tokens}
+    meta = _meta(lm, "actadd", pairs, "all positions", options)
     return SteeringVector(vectors, meta)

@@ -44,7 +44,7 @@ def dataset_hash(pairs: list[ContrastPair]) -> str:
 
 def _check_pair(pos, neg, where: str) -> ContrastPair:
     for name, value in (("positive", pos), ("negative", neg)):
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not value:  # a lone space is ActAdd's neutral prompt, so it is kept
             raise PairDataError(f"{where}: '{name}' must be a non-empty string")
     if pos == neg:
         raise PairDataError(f"{where}: positive and negative are identical")

@@ -6,7 +6,8 @@ Validation / test split (deterministic): within each group, prompts at even posi
 validation, those at odd positions test. Vectors are fitted on the pairs' train split only.
 
 A dataset of your own is a [datasets.NAME] table: pairs (built-in name or file), prompts (JSON file),
-scorer ("sentiment", "keywords" or "topic"), keywords (list, for "keywords"), topic (text, for "topic"),
+scorer ("sentiment", "keywords" or "topic"), keywords (list, for "keywords"), topic (text, for "topic"; given
+with "keywords", topic relevance is measured beside the keyword rate),
 instruction (what the prompting baseline asks for; see ConceptTask.prompted). The built-in sentiment
 instruction and its chat form were chosen on validation prompts among three phrasings.
 
@@ -35,10 +36,17 @@ SCORERS = ("sentiment", "keywords", "topic")
 #: the metric each scorer's effect is read from (per item; its mean is the effect)
 EFFECT_METRIC = {"sentiment": "positive", "keywords": "keyword_rate", "topic": "topic_similarity"}
 WEDDING_WORDS = ["wedding*", "marri*", "bride*", "groom*", "honeymoon*", "ceremon*", "vows"]
+#: the ActAdd paper's wedding words, whole words only (its "share of completions about weddings")
+ACTADD_WEDDING_WORDS = ["wedding", "weddings", "wed", "marry", "married", "marriage", "bride", "groom", "honeymoon"]
 
 
 def _builtin_prompts() -> str:
     return str(resources.files("steerscope") / "data" / "sentiment_prompts.json")
+
+
+def _builtin_data(name: str) -> str:
+    """A `builtin:NAME` file of the package's data folder (NAME.jsonl)."""
+    return str(resources.files("steerscope") / "data" / f"{name.removeprefix('builtin:')}.jsonl")
 
 
 BUILTIN = {
@@ -53,6 +61,16 @@ BUILTIN = {
         "prompts": "builtin:sentiment_prompts",
         "scorer": "keywords",
         "keywords": WEDDING_WORDS,
+        "instruction": "Continue this text and make it about a wedding:",
+    },
+    # the ActAdd paper's experiment: one pair, " weddings" minus " ", scored by its whole-word list, with
+    # topic relevance (embedding similarity to "weddings") beside it
+    "actadd-weddings": {
+        "pairs": "builtin:weddings_actadd",
+        "prompts": "builtin:sentiment_prompts",
+        "scorer": "keywords",
+        "keywords": ACTADD_WEDDING_WORDS,
+        "topic": "weddings",
         "instruction": "Continue this text and make it about a wedding:",
     },
 }
@@ -81,7 +99,7 @@ class ConceptTask:
         return EFFECT_METRIC[self.scorer]
 
     def train_pairs(self) -> list[ContrastPair]:
-        return load_pairs(self.pairs, "train")
+        return load_pairs(_builtin_data(self.pairs) if self.pairs.startswith("builtin:") else self.pairs, "train")
 
     def split_prompts(self) -> dict[str, list[str]]:
         """{"validation": [...], "test": [...]} by the even / odd rule in the module docstring."""
@@ -115,9 +133,10 @@ class ConceptTask:
         if self.scorer == "sentiment":
             compound = np.asarray(sentiment_compound(texts))
             return {"positive": (compound >= 0.05).astype(float), "sentiment": compound}
-        if self.scorer == "keywords":
-            return {"keyword_rate": np.asarray(keyword_hits(texts, self.keywords))}
-        return {"topic_similarity": np.asarray(topic_similarity(texts, self.topic))}
+        out = {"keyword_rate": np.asarray(keyword_hits(texts, self.keywords))} if self.scorer == "keywords" else {}
+        if self.topic:  # the topic scorer's metric, or topic relevance beside a keyword rate
+            out["topic_similarity"] = np.asarray(topic_similarity(texts, self.topic))
+        return out
 
 
 AB_SPLITS = ("train", "validation", "test")
