@@ -156,3 +156,19 @@ def test_mean_fill_profile_uses_the_text_means(tiny_run):
     assert filled["kl"] != zero["kl"]
     with pytest.raises(ValueError, match="readout"):
         profile_batch(lm, ids, [1], HorizonVariant(readout_only=True))
+
+
+def test_logits_at_positions_equal_the_full_logits_there():
+    from steerscope.depth.horizon import clean_run, patched_logits
+
+    lm = tiny_model("gemma3")
+    ids = random_ids(3, 7, 2)
+    positions = torch.tensor([[1, 4], [6, -1], [0, 2]])
+    clean = clean_run(lm, ids)
+    for variant in (HorizonVariant(), HorizonVariant(readout_only=True), HorizonVariant(source="propagated")):
+        for k in (1, 2, 3):
+            full = patched_logits(lm, ids, k, clean, variant)
+            some = patched_logits(lm, ids, k, clean, variant, positions=positions)
+            for b in range(3):
+                for j, p in enumerate(positions[b].clamp(min=0).tolist()):
+                    torch.testing.assert_close(some[b, j], full[b, p], atol=1e-5, rtol=1e-5)

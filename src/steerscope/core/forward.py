@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .adapters import get_module
 from .models import LoadedModel
 
-__all__ = ["BlockCalls", "forward_from", "readout", "record_block_calls", "run_forward"]
+__all__ = ["BlockCalls", "at_positions", "forward_from", "readout", "record_block_calls", "run_forward"]
 
 
 def run_forward(lm: LoadedModel, inputs: Mapping[str, Tensor] | Tensor, **model_kwargs):
@@ -61,20 +61,34 @@ def record_block_calls(lm: LoadedModel) -> Iterator[BlockCalls]:
             handle.remove()
 
 
-def readout(lm: LoadedModel, final: Tensor) -> Tensor:
-    """Logits from the residual the final norm reads: final norm, unembedding, and the logit soft cap if any."""
+def readout(lm: LoadedModel, final: Tensor, positions: Tensor | None = None) -> Tensor:
+    """Logits from the residual the final norm reads: final norm, unembedding, and the logit soft cap if any.
+
+    positions: [B, P] positions to unembed (the norm, and any hook on it, still sees every position).
+    """
     hidden = get_module(lm.model, lm.adapter.final_norm)(final)
+    if positions is not None:
+        hidden = at_positions(hidden, positions)
     logits = lm.model.get_output_embeddings()(hidden)
     cap = getattr(lm.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
 
-def forward_from(lm: LoadedModel, layer: int, hidden: Tensor, record: BlockCalls) -> Tensor:
+def at_positions(values: Tensor, positions: Tensor) -> Tensor:
+    """values[b, positions[b, j]] for [B, T, ...] values and [B, P] positions (-1 reads position 0)."""
+    index = positions.clamp(min=0).to(values.device)
+    return values.gather(1, index.view(*index.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:]))
+
+
+def forward_from(
+    lm: LoadedModel, layer: int, hidden: Tensor, record: BlockCalls, positions: Tensor | None = None
+) -> Tensor:
     """Logits of the forward pass resumed at block `layer` (0..L) from the stream `hidden` entering it.
 
     `record` holds one pass's block arguments on the same batch (`record_block_calls`). The blocks, the
     final norm and the unembedding are called as modules, so every hook steerscope installed fires.
     Layers below `layer` are not run: this equals a full pass only where nothing below `layer` differs.
+    positions: [B, P] positions to unembed (logits [B, P, V]); default all ([B, T, V]).
     """
     if len(record.calls) != lm.n_layers:
         raise ValueError(f"the block record holds {len(record.calls)} calls; the model has {lm.n_layers} blocks")
@@ -83,4 +97,4 @@ def forward_from(lm: LoadedModel, layer: int, hidden: Tensor, record: BlockCalls
     for block, (args, kwargs) in zip(lm.blocks[layer:], record.calls[layer:], strict=True):
         out = block(hidden, *args, **kwargs)
         hidden = out[0] if isinstance(out, tuple) else out
-    return readout(lm, hidden)
+    return readout(lm, hidden, positions)

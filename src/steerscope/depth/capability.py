@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..core.corpus import wikipedia_path
+from ..core.forward import at_positions
 from ..core.models import LoadedModel
 from ..core.validate import BadNumberError, finite, whole
 from ..evaluate.stats import bootstrap_mean_ci
@@ -139,11 +140,13 @@ def parse_tasks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def accuracy(logits: Tensor, task: Task) -> Tensor:
-    """Per-sequence top-1 accuracy over the task's scored positions ([N], float64)."""
+def accuracy(logits: Tensor, task: Task, at_scored: bool = False) -> Tensor:
+    """Per-sequence top-1 accuracy over the task's scored positions ([N], float64).
+
+    logits: [N, T, V], or [N, P, V] already at the scored positions with `at_scored`.
+    """
     valid = task.positions >= 0
-    pos = task.positions.clamp(min=0)
-    picked = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).argmax(-1)
+    picked = (logits if at_scored else at_positions(logits, task.positions)).argmax(-1)
     hits = ((picked == task.targets) & valid).double().sum(-1)
     return hits / valid.double().sum(-1).clamp(min=1)
 
@@ -156,12 +159,14 @@ def capability_batch(
     means: tuple[Tensor, list[Tensor]] | None = None,
     on_k: Callable[[int], None] | None = None,
 ) -> dict[str, list]:
-    """Clean accuracy ([N]) and accuracy at every k ([len(ks)][N]) on one batch of a task."""
+    """Clean accuracy ([N]) and accuracy at every k ([len(ks)][N]) on one batch of a task (only the scored
+    positions are unembedded)."""
     clean = clean_run(lm, task.ids)
     with torch.no_grad():
         out: dict[str, list] = {"clean": accuracy(clean.logits, task).tolist(), "score": []}
         for k in ks:
-            out["score"].append(accuracy(patched_logits(lm, task.ids, k, clean, variant, means), task).tolist())
+            logits = patched_logits(lm, task.ids, k, clean, variant, means, positions=task.positions)
+            out["score"].append(accuracy(logits, task, at_scored=True).tolist())
             if on_k is not None:
                 on_k(k)
     return out

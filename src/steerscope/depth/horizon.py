@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.forward import BlockCalls, forward_from, record_block_calls
+from ..core.forward import BlockCalls, at_positions, forward_from, record_block_calls
 from ..core.hooks import edit, read, run_forward
 from ..core.models import LoadedModel
 from ..core.sites import layer_of, site_name
@@ -198,8 +198,9 @@ def patched_logits(
     means: tuple[Tensor, list[Tensor]] | None = None,
     resume: bool = True,
     layers: Sequence[int] | None = None,
+    positions: Tensor | None = None,
 ) -> Tensor:
-    """Logits of the model run with horizon k.
+    """Logits of the model run with horizon k ([B, T, V]; [B, P, V] at `positions` [B, P] if given).
 
     layers: the layers whose sublayers get the truncated stream; default every layer >= k (>= K with
         `enforce_from`). The per-layer profile passes one layer: every other layer runs as usual.
@@ -244,7 +245,7 @@ def patched_logits(
                 else:
                     edits[site] = lambda h, m=m: finish(h - current[m], h, m)
     if resume and not edits:
-        return clean.logits
+        return clean.logits if positions is None else at_positions(clean.logits, positions)
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         if edits and variant.source == "propagated":
@@ -255,8 +256,10 @@ def patched_logits(
         if edits:
             stack.enter_context(edit(lm, edits))
         if resume:
-            return forward_from(lm, first, clean.resid_pre[first] if first < L else clean.final, clean.calls)
-        return run_forward(lm, ids).logits
+            start = clean.resid_pre[first] if first < L else clean.final
+            return forward_from(lm, first, start, clean.calls, positions)
+        logits = run_forward(lm, ids).logits
+        return logits if positions is None else at_positions(logits, positions)
 
 
 # --- sweep over k --------------------------------------------------------------------------------
