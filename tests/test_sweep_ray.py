@@ -57,7 +57,11 @@ def _contents(store_path: Path) -> dict:
         rows = store.rows()
         texts = dict(store.conn.execute("SELECT cell, texts FROM samples"))
     values = {(r["cell"], r["metric"]): (r["value"], r["items"]) for r in rows if "seconds" not in r["metric"]}
-    return {"values": values, "texts": texts, "n_rows": len(rows), "cells": {r["cell"] for r in rows}}
+    folder = store_path.parent
+    fits = sorted(json.loads((folder / "fits.json").read_text()))  # what was fitted, also by warm workers
+    models = sorted(json.loads((folder / "provenance.json").read_text())["models"])
+    return {"values": values, "texts": texts, "n_rows": len(rows), "cells": {r["cell"] for r in rows}, "fits": fits,
+            "models": models}  # fmt: skip
 
 
 def _max_diff(a: dict, b: dict) -> float:
@@ -71,6 +75,7 @@ def _same(a: dict, b: dict) -> None:
     assert a["cells"] == b["cells"] and a["n_rows"] == b["n_rows"], "every cell exactly once"
     assert _max_diff(a, b) == 0.0
     assert a["texts"] == b["texts"]
+    assert a["fits"] == b["fits"] and a["models"] == b["models"]
 
 
 def test_a_sweep_on_two_ray_workers_gives_the_rows_of_one_process(cluster, data, in_process):

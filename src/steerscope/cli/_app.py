@@ -94,7 +94,7 @@ MaxMemory = Annotated[
     str, typer.Option("--max-memory", help="memory per device for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
 ]
 # Ray (pip install 'steerscope[ray]'): where and how wide to run
-UseRay = Annotated[bool, typer.Option("--ray", help="run on Ray workers (pip install 'steerscope[ray]')")]
+UseRay = Annotated[bool, typer.Option("--ray", help="run on Ray workers (needs the ray extra of steerscope)")]
 RayAddress = Annotated[
     str | None,
     typer.Option(

@@ -65,8 +65,8 @@ class CellResult:
     texts: list[str] | None = None
     error: str | None = None  # "Type: message"
     detail: str = ""  # the traceback
-    fits: dict[str, dict] = field(default_factory=dict)  # fit summaries of vectors fitted for this job, by label
-    model: dict | None = None  # model_info of a model loaded for this job
+    fits: dict[str, dict] = field(default_factory=dict)  # summary of the fit this job used, by label
+    model: dict | None = None  # model_info of the model that measured it
     worker: str = ""  # host:pid that measured it
 
 
@@ -105,7 +105,8 @@ class CellMeasurer:
         self._lm: LoadedModel | None = None
         self._probe: SideEffectProbe | None = None
         self._tasks: dict[str, ConceptTask] = {}
-        self._vectors: OrderedDict[tuple, tuple[Intervention, dict[str, float]]] = OrderedDict()
+        self._info: dict | None = None
+        self._vectors: OrderedDict[tuple, tuple[Intervention, dict[str, float], dict]] = OrderedDict()
 
     def measure(self, job: CellJob) -> CellResult:
         """Generate under the cell's intervention, score, and return the metrics (or the error raised)."""
@@ -161,8 +162,9 @@ class CellMeasurer:
 
     def _model(self, name: str, result: CellResult) -> LoadedModel:
         if name == self._name and self._lm is not None:
+            result.model = self._info
             return self._lm
-        self._lm, self._probe, self._name = None, None, None
+        self._lm, self._probe, self._name, self._info = None, None, None, None
         self._vectors.clear()
         gc.collect()
         c = self.config
@@ -171,8 +173,8 @@ class CellMeasurer:
         )
         s = c.side_effects
         self._probe = SideEffectProbe.prepare(lm, s.source, s.n, s.seq_len, s.batch_size, s.seed) if s.enabled else None
-        self._lm, self._name = lm, name
-        result.model = model_info(lm, name)
+        self._lm, self._name, self._info = lm, name, model_info(lm, name)
+        result.model = self._info
         return lm
 
     def _task(self, name: str) -> ConceptTask:
@@ -187,13 +189,15 @@ class CellMeasurer:
         key = (cell.dataset, spec)
         if key in self._vectors:
             self._vectors.move_to_end(key)
-            return self._vectors[key]
+            fitted, cost, summary = self._vectors[key]
+            result.fits[fit_label(cell, spec)] = summary
+            return fitted, cost
         options = self.config.method_options.get(spec.method, {})
         sites = method_sites(spec.method, self.config.sites, options)
         subset = pair_subset(self._task(cell.dataset).train_pairs(), spec.n_pairs, spec.seed)
         fitted, cost = fit_intervention(lm, spec.method, subset, sites, spec.seed, options)
-        self._vectors[key] = (fitted, cost)
+        self._vectors[key] = (fitted, cost, fit_summary(spec, fitted, cost))
         if len(self._vectors) > KEPT_VECTORS:
             self._vectors.popitem(last=False)
-        result.fits[fit_label(cell, spec)] = fit_summary(spec, fitted, cost)
+        result.fits[fit_label(cell, spec)] = self._vectors[key][2]
         return fitted, cost

@@ -115,6 +115,7 @@ class SweepRunner:
         self.sites_of: dict[str, list[str]] = {}
         self.failures: dict[str, dict] = {}  # cell key -> the cell, its error and the worker
         self.blocked: dict[str, str] = {}  # what was not measured -> the failure it waited on
+        self.recorded: set[str] = set()  # models whose provenance this run wrote
         fits = self.out / FITS_NAME
         self.fits: dict[str, dict] = json.loads(fits.read_text(encoding="utf-8")) if fits.is_file() else {}
 
@@ -245,8 +246,9 @@ class SweepRunner:
     def _collect(self, result: CellResult) -> None:
         """Store one cell's result as it arrives (or record its failure), exactly once per cell."""
         cell = result.job.cell
-        if result.model is not None:
+        if result.model is not None and cell.model not in self.recorded:
             self._record_provenance(cell.model, result.model)
+            self.recorded.add(cell.model)
         new_fits = {k: v for k, v in result.fits.items() if k not in self.fits}
         if new_fits:
             self.fits.update(new_fits)
