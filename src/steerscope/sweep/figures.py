@@ -1,4 +1,5 @@
-"""Figures of a sweep report: sample-complexity curves, effect vs fluency, layer sweep (PNG)."""
+"""Figures of a sweep report: sample-complexity curves, effect vs fluency, layer sweep, layer x coefficient, and
+for A/B datasets CAA's P-vs-multiplier figure and its layer sweep (PNG)."""
 
 from __future__ import annotations
 
@@ -131,6 +132,75 @@ def layer_figure(lines: dict[str, list[dict]], effect_label: str, title: str, pa
     ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel(effect_label + " (test)")
     ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def layer_coefficient_figure(
+    grid: list[dict], panels: list[tuple[str, str]], unsteered: dict, title: str, path: Path
+) -> None:
+    """One panel per metric: its value at each site, one line per method and coefficient, with 95% intervals;
+    the unsteered value as a band (ActAdd's figure: share of completions on the topic by layer and coefficient).
+
+    grid: [{"method", "site", "coefficient", metric: {"value", "ci"}}]; panels: [(metric, label)]."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    sites = sorted({c["site"] for c in grid}, key=_site_order)
+    pos = {s: i for i, s in enumerate(sites)}
+    lines = sorted({(c["method"], c["coefficient"]) for c in grid})
+    for ax, (metric, label) in zip(axes[0], panels, strict=True):
+        for i, (method, coef) in enumerate(lines):
+            pts = sorted((c for c in grid if (c["method"], c["coefficient"]) == (method, coef) and metric in c),
+                         key=lambda c: pos[c["site"]])  # fmt: skip
+            if not pts:
+                continue
+            x = np.asarray([pos[c["site"]] for c in pts]) + 0.06 * (i - (len(lines) - 1) / 2)  # dodged
+            y = np.asarray([c[metric]["value"] for c in pts])
+            ci = np.asarray([c[metric]["ci"] for c in pts])
+            name = f"{method} x{coef:g}" if len({m for m, _ in lines}) > 1 else f"x{coef:g}"
+            ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o-", ms=3, capsize=2, color=_color(i), label=name)
+        _band(ax, unsteered.get(metric), "k", "unsteered")
+        ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+    axes[0][0].legend(fontsize=7, loc="best", title="coefficient", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def caa_figure(curves: dict[str, list[dict]], title: str, path: Path) -> None:
+    """CAA's figure: P(behaviour-matching answer) on test against the multiplier, one line per behaviour, with
+    95% intervals. curves: {behaviour: [{"multiplier", "p", "p_lo", "p_hi"}]}."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    for i, (name, points) in enumerate(sorted(curves.items())):
+        points = sorted(points, key=lambda p: p["multiplier"])
+        x = np.asarray([p["multiplier"] for p in points])
+        y = np.asarray([p["p"] for p in points])
+        ax.plot(x, y, "o-", ms=4, color=_color(i), label=name)
+        ax.fill_between(x, [p["p_lo"] for p in points], [p["p_hi"] for p in points], color=_color(i), alpha=0.15, lw=0)
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("multiplier (0: unsteered)")
+    ax.set_ylabel("P(behaviour-matching answer), test")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def ab_layer_figure(sweep: dict[str, dict[str, float]], chosen: str, title: str, path: Path) -> None:
+    """CAA's layer sweep: validation P(+1) - P(-1) at each site, one line per behaviour, their mean in black and
+    the chosen site marked. sweep: {site: {behaviour: effect}}."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    sites = sorted(sweep, key=_site_order)
+    behaviours = sorted({b for per in sweep.values() for b in per})
+    x = np.arange(len(sites))
+    for i, name in enumerate(behaviours):
+        ax.plot(x, [sweep[s].get(name, np.nan) for s in sites], "o-", ms=3, lw=1, color=_color(i), label=name)
+    ax.plot(x, [np.mean(list(sweep[s].values())) for s in sites], "k-", lw=2.2, label="mean (chooses)")
+    if chosen in sweep:
+        ax.axvline(sites.index(chosen), color="k", ls="--", lw=0.8)
+    ax.axhline(0, color="0.6", lw=0.8, ls=":")
+    ax.set_xticks(x, sites, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("P(+1) - P(-1), validation")
+    ax.legend(fontsize=7, loc="best")
     ax.set_title(title, fontsize=9)
     save_figure(fig, path)
 

@@ -4,8 +4,10 @@ Every number comes from test cells at the settings chosen on validation rows (th
 sweep used), with two-level bootstrap intervals over seeds (pair subsets) and prompts. Writes into
 RESULTS/report/: summary.csv (effect, fluency, side effects and the cost of finding each intervention
 per method and n_pairs), comparison.csv (methods at the reference method's coefficient: matched norm),
-baselines.csv, selection.csv, report.json, the figures sample_complexity.png, amortized_cost.png (effect
-against total tokens and FLOPs, an SAE's training included), tradeoff.png, layer_sweep.png, and index.html.
+baselines.csv, selection.csv, grid.csv (every validation cell: effect, topic relevance and fluency cost by site
+and coefficient), report.json, the figures sample_complexity.png, amortized_cost.png (effect against total tokens
+and FLOPs, an SAE's training included), tradeoff.png, layer_sweep.png, layer_coefficient.png (the grid, ActAdd's
+figure), and index.html. A/B datasets (CAA) get their own sections (sweep/behaviour_report.py).
 The store is opened read-only; the report folder is a core.runs.RunFolder (written in `<report>.partial/`,
 swapped in when complete), and an earlier report is replaced on each run since it is derived output.
 """
@@ -21,12 +23,20 @@ from ..core.runs import OutputExistsError, RunFolder, read_settings, slug
 from ..evaluate.store import NotAResultStoreError, ResultStore
 from ..methods import COST_METRICS, is_control
 from ..render import html
-from .datasets import get_task
-from .figures import amortized_cost_figure, layer_figure, sample_complexity_figure, tradeoff_figure
+from .behaviour_report import behaviour_sections
+from .datasets import get_task, is_ab
+from .figures import (
+    amortized_cost_figure,
+    layer_coefficient_figure,
+    layer_figure,
+    sample_complexity_figure,
+    tradeoff_figure,
+)
 from .protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
 from .runner import FITS_NAME, STORE_NAME
 
 BASELINE_METHODS = ("unsteered", "prompting")
+TOPIC = "topic_similarity"  # topic relevance, measured beside a keyword rate when the dataset names a topic
 #: cost columns of the tables (means over seeds): the pairs, and the total with an SAE's training included
 SHOWN_COSTS = ("cost_pair_tokens", "cost_sae_tokens", "cost_total_tokens", "cost_total_flops", "cost_total_seconds")
 EXAMPLES = 4
@@ -96,7 +106,14 @@ class _Group:
         self.choices = {
             kind: {k: v for k, v in t.items() if k[2] not in BASELINE_METHODS} for kind, t in chosen.items()
         }
-        self.metrics = [self.effect, FLUENCY, *SIDE_EFFECTS, *(["sentiment"] if self.effect == "positive" else [])]
+        topic = [TOPIC] if getattr(self.task, "topic", "") and self.effect != TOPIC else []
+        self.metrics = [
+            self.effect,
+            *topic,
+            FLUENCY,
+            *SIDE_EFFECTS,
+            *(["sentiment"] if self.effect == "positive" else []),
+        ]
 
     def measured(self, method: str, n: int, site: str, coefficient: float) -> dict:
         rows = cells_at(self.test, method=method, n_pairs=n, site=site, coefficient=coefficient)
@@ -173,6 +190,21 @@ class _Group:
                 base[m] = {"effect": by[self.effect], "fluency_cost": by.get(FLUENCY, 0.0)}
         return lines, base
 
+    def grid(self) -> list[dict]:
+        """Every validation cell of each method at its largest n: the effect, topic relevance (when measured)
+        and fluency cost at every site and coefficient, means over seeds and prompts with 95% intervals (the
+        layer x coefficient figure: ActAdd's)."""
+        out = []
+        metrics = [m for m in (self.effect, TOPIC, FLUENCY) if any(r["metric"] == m for r in self.validation)]
+        for method in sorted({r["method"] for r in self.validation} - set(BASELINE_METHODS)):
+            n = max(r["n_pairs"] for r in self.validation if r["method"] == method)
+            rows = [r for r in self.validation if (r["method"], r["n_pairs"]) == (method, n)]
+            for site, coef in sorted({(r["site"], r["coefficient"]) for r in rows}):
+                at = [r for r in rows if (r["site"], r["coefficient"]) == (site, coef)]
+                cell = summarize_cells(at, metrics, self.n_boot)
+                out.append({"method": method, "n_pairs": n, "site": site, "coefficient": coef, **cell})
+        return out
+
     def layers(self) -> dict[str, list[dict]]:
         """Test effect at every site (each at its own chosen coefficient), per method at its largest n."""
         lines = defaultdict(list)
@@ -186,6 +218,15 @@ class _Group:
             if self.effect in found:
                 lines[f"{method} (n={n})"].append({"site": site, "effect": found[self.effect]})
         return lines
+
+
+def _grid_row(cell: dict, panels: list[tuple[str, str]]) -> dict:
+    """One row of grid.csv: the setting and each panel's metric with its interval."""
+    row = {k: cell[k] for k in ("method", "n_pairs", "site", "coefficient")}
+    for metric, _ in panels:
+        row.update(_flat(metric, cell.get(metric)))
+    first = next((cell[m] for m, _ in panels if m in cell), {})
+    return {**row, "n_seeds": first.get("n_seeds"), "n_prompts": first.get("n_items")}
 
 
 def _mean(values: list[float]) -> float:
@@ -211,8 +252,10 @@ def sweep_report(
         fits = _read_json(path.parent / FITS_NAME)
         folder = _report_folder(path, out, n_boot, overwrite)
         work = folder.path()
-        groups = sorted({(r["model"], r["dataset"]) for r in rows})
-        sections, everything = [], {"summary": [], "comparison": [], "baselines": [], "selection": []}
+        custom = settings.get("custom_datasets")
+        ab = {d for d in {r["dataset"] for r in rows} if is_ab(get_task(d, custom))}  # CAA items: their own sections
+        groups = sorted({(r["model"], r["dataset"]) for r in rows if r["dataset"] not in ab})
+        sections, everything = [], {"summary": [], "comparison": [], "baselines": [], "selection": [], "grid": []}
         for model, dataset in groups:
             g = _Group(
                 model,
@@ -226,8 +269,11 @@ def sweep_report(
             fitted = _fit_rows(fits, model, dataset)
             if fitted:
                 sections.append((f"{model}, {dataset}: what was fitted", html.table(fitted)))
-    for name in ("summary", "comparison", "baselines", "selection"):
-        write_csv(folder.path(f"{name}.csv"), everything[name])
+        if ab:
+            stem = lambda model, name: file_stem(model, "ab", name)  # noqa: E731
+            sections += behaviour_sections([r for r in rows if r["dataset"] in ab], work, everything, n_boot, stem)
+    for name, table in everything.items():
+        write_csv(folder.path(f"{name}.csv"), table)
     write_json(folder.path("report.json"), {"settings": settings, "config": config, **everything})
     atomic_write_text(folder.path("index.html"), html.page("steerscope sweep report", sections))
     return folder.commit()
@@ -283,6 +329,15 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
     if any(len(points) > 1 for points in layer_lines.values()):  # one site: nothing to compare across depth
         figs["layer sweep"] = out / f"{stem('layer_sweep')}.png"
         layer_figure(layer_lines, label, f"{tag}: effect by site (test)", figs["layer sweep"])
+    grid = g.grid()
+    if len({(c["site"], c["coefficient"]) for c in grid}) > 1:
+        figs["layer x coefficient"] = out / f"{stem('layer_coefficient')}.png"
+        panels = [(g.effect, label), (TOPIC, "topic relevance (similarity to the topic)"), (FLUENCY, "fluency cost")]
+        panels = [p for p in panels if any(p[0] in c for c in grid)]
+        unsteered = summarize_cells([r for r in g.validation if r["method"] == "unsteered"], g.metrics, g.n_boot)
+        title = f"{tag}: layer x coefficient (validation)"
+        layer_coefficient_figure(grid, panels, unsteered, title, figs["layer x coefficient"])
+        everything["grid"] += [{"model": g.model, "dataset": g.dataset, **_grid_row(c, panels)} for c in grid]
     base_cols = ("model", "dataset")
     summary = [{"model": g.model, "dataset": g.dataset, **_row(c, g)} for c in chosen]
     comparison = [{"model": g.model, "dataset": g.dataset, **_row(c, g)} for c in g.matched()]
