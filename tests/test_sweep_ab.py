@@ -187,6 +187,23 @@ def test_ab_configs_that_cannot_run(tmp_path, lm):
         ABSweep(config, tmp_path / "c", models={"tiny": lm})
 
 
+def test_the_sweep_command_runs_ab_configs_and_refuses_bad_items(tmp_path, lm):
+    from cli_checks import bad
+
+    from steerscope.sweep.runner import run_sweep
+
+    config = _config(tmp_path, n_pairs=[3], seeds=[0], sites=["resid_pre.1"], baselines=["unsteered"])
+    path = run_sweep(config, tmp_path / "out", models={"tiny": lm})  # dispatched to the A/B sweep
+    with ResultStore(path) as store:
+        assert {r["metric"] for r in store.rows()} >= {"p_behaviour"}
+    items = tmp_path / "bad.json"
+    items.write_text(json.dumps([{"question": "Q?", "answer_matching_behavior": "(A)",
+                                  "answer_not_matching_behavior": "Maybe"}]))  # fmt: skip
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(f'sites = ["resid_pre.1"]\ncoefficients = [1]\nn_pairs = [1]\n[datasets.mine]\nitems = "{items}"\n')
+    bad(["sweep", cfg, "--out", tmp_path / "x"], f"{items} item 0", "an answer must be one letter", "'Maybe'")
+
+
 def test_chat_pairs_end_in_the_letter(lm):
     task = get_task("caa-refusal")
     item = task.split_items()["train"][0]

@@ -69,7 +69,10 @@ class ABSweep:
         lm: LoadedModel | None = None,
         overwrite: bool = False,
         restart: bool = False,
+        engine: object | None = None,
     ):
+        if engine is not None:
+            raise ConfigError("A/B sweeps run in this process; they take no engine")
         self.config, self.console, self.on_cell = config, console or Console(), on_cell
         self.tasks = ab_tasks(config)
         self.preloaded = dict(models or {})

@@ -43,7 +43,7 @@ from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, method_names, method_sites
 from .cells import CellJob, CellResult, VectorSpec, fit_summary, pair_subset  # noqa: F401  (re-exported)
 from .config import SweepConfig
-from .datasets import SPLITS, ConceptTask, get_task
+from .datasets import SPLITS, ConceptTask, get_task, is_ab
 from .engines import Engine, engine_for
 from .protocol import select
 
@@ -345,5 +345,9 @@ def run_sweep(config: SweepConfig, out: str | Path, **kwargs) -> Path:
     kwargs: console, on_cell, models (spec -> loaded model), lm (the loaded model of a one-model sweep),
     overwrite (replace a finished `out`), restart (discard an unfinished run), engine (sweep.engines; default:
     Ray workers when `config.ray` is set, else this process). Cells that failed raise SweepIncompleteError at
-    the end, after every other cell is stored."""
+    the end, after every other cell is stored. A sweep of A/B datasets (CAA items) runs in sweep/behaviour.py."""
+    if any(is_ab(get_task(name, config.custom_datasets)) for name in config.datasets):
+        from .behaviour import run_ab_sweep  # here, not at the top: sweep/behaviour imports this module
+
+        return run_ab_sweep(config, out, **kwargs)
     return SweepRunner(config, out, **kwargs).run()
