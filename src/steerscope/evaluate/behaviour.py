@@ -229,9 +229,11 @@ def behaviour_probability(
     whatever intervention is active around the call."""
     if not items:
         raise ValueError("no A/B items to score")
+    lengths = [len(lm.tokenizer(ab_prompt(lm.tokenizer, it, template))["input_ids"]) for it in items]
+    order = np.argsort(lengths, kind="stable")  # batches of similar length: little padding
     out = []
     for start in range(0, len(items), batch_size):
-        chunk = list(items[start : start + batch_size])
+        chunk = [items[int(i)] for i in order[start : start + batch_size]]
         prompts, yes, no = _ab_batch(lm, chunk, template)
         batch = lm.tokenize(prompts)
         where = positions
@@ -241,7 +243,9 @@ def behaviour_probability(
         with torch.no_grad(), steer:
             logits = run_forward(lm, batch).logits[:, -1]
         out.append(ab_probability(logits, yes.to(logits.device), no.to(logits.device)))
-    return np.concatenate(out)
+    p = np.empty(len(items))
+    p[order] = np.concatenate(out)
+    return p
 
 
 def behaviour_curve(
