@@ -157,6 +157,15 @@ class RayEngine:
         shared = ray.put(config)  # sent once; each call names it
         queue = list(jobs)
         inflight: dict[Any, tuple[Any, CellJob]] = {}
+        try:
+            self._run(shared, queue, inflight, on_result)
+        finally:
+            # stopped early (the driver's callback raised): the busy workers still serve the next run, since an
+            # actor runs its calls one after the other
+            self.idle.extend(worker for worker, _ in inflight.values())
+
+    def _run(self, shared: Any, queue: list[CellJob], inflight: dict, on_result: OnResult) -> None:
+        ray = self.ray
         attempts: Counter = Counter()
         waiting_since = time.monotonic()
         while queue or inflight:
