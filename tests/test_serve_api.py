@@ -31,6 +31,7 @@ from steerscope.steering.pairs import load_pairs
 from steerscope.steering.vector import SteeringVector
 
 pytest_plugins = ["serve_helpers"]  # the fixtures folder (the byte model saved) and lm (loaded)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on two shared threads spin and wait
 
 PROMPT = "I think that"
 GEN = {"max_new_tokens": 8, "seed": 0, "repetition_penalty": 1.3}

@@ -52,7 +52,7 @@ def runs(tmp_path):
     return tmp_path
 
 
-def test_type_move_the_slider_and_read_both_streams(browser, runs):
+def test_type_move_the_slider_and_read_both_streams(one_thread, browser, runs):
     started = time.perf_counter()
     lm = load_model("default")
     with Background(create_app(Playground(lm, "default", runs=runs))) as url:

@@ -42,6 +42,7 @@ def taken_port():
         (["--max-streams", "0"], ["--max-streams must be >= 1"]),
         (["--max-new-tokens", "0"], ["--max-new-tokens must be >= 1"]),
         (["--max-prompt-tokens", "0"], ["--max-prompt-tokens must be >= 1"]),
+        (["--threads", "-1"], ["--threads must be 0"]),
     ],
 )
 def test_a_bad_command_line_is_one_error_line(args, needles):
@@ -66,7 +67,7 @@ def test_a_host_others_can_reach_is_warned_about(taken_port):
 def test_the_command_serves_the_page_until_interrupted(tmp_path):
     folder = save_byte_model(tmp_path / "model")
     proc = subprocess.Popen(
-        [str(STEERSCOPE), "serve", str(folder), "--port", "0", "--runs", str(tmp_path)],
+        [str(STEERSCOPE), "serve", str(folder), "--port", "0", "--runs", str(tmp_path), "--threads", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -17,6 +17,7 @@ from steerscope.serve import Background, Limits, Playground, create_app
 from steerscope.steering.pairs import load_pairs
 
 pytest_plugins = ["serve_helpers"]  # the fixtures folder (the byte model saved) and lm (loaded)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on two shared threads spin and wait
 
 PROMPTS = ["I think that", "The weather was", "My friend said"]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import Device, Dtype, Model, TrustRemoteCode, _load, app, console
+from ._app import Device, Dtype, Model, Threads, TrustRemoteCode, _load, app, console, set_threads
 
 
 def _folder(path: Path | None, flag: str) -> Path | None:
@@ -28,6 +28,7 @@ def serve(
     max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt a request may send")] = 256,
     max_new_tokens: Annotated[int, typer.Option(help="most tokens a request may ask for per completion")] = 200,
     max_streams: Annotated[int, typer.Option(help="requests queued or running at once; more get HTTP 429")] = 4,
+    threads: Threads = 0,
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
@@ -58,6 +59,7 @@ def serve(
     warning = host_warning(host)
     if warning:
         console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+    set_threads(threads)
     sock = bind(host, port)  # before the model loads: a taken port fails at once
     lm = _load(model, dtype, device, trust_remote_code)
     playground = Playground(lm, model, vectors, runs, limits)
