@@ -241,7 +241,7 @@ def behaviour_probability(
             where = reply_positions(lm, prompts, batch["input_ids"].shape[1]).to(lm.device)
         steer = vector.apply(lm, coefficient, where) if vector is not None and coefficient != 0 else nullcontext()
         with torch.no_grad(), steer:
-            logits = run_forward(lm, batch).logits[:, -1]
+            logits = run_forward(lm, batch, logits_to_keep=1).logits[:, -1]
         out.append(ab_probability(logits, yes.to(logits.device), no.to(logits.device)))
     p = np.empty(len(items))
     p[order] = np.concatenate(out)
