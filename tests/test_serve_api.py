@@ -354,7 +354,7 @@ def test_without_folders_nothing_is_listed_or_served(lm, folder):
         assert info["has_vectors"] is False and info["has_runs"] is False
 
 
-def test_the_vector_source_path_is_written_as_given(tmp_path):
+def test_inside_resolves_only_files_in_the_folder(tmp_path):
     """Path helpers on their own: a name inside the folder resolves, '..' and absolute names do not."""
     from steerscope.serve.errors import NotFound
     from steerscope.serve.files import inside
