@@ -21,6 +21,7 @@ from tiny_models import save_tiny
 
 from steerscope.core.cluster import ClusterUnreachableError, RaySpec, check_reachable
 from steerscope.evaluate.store import ResultStore
+from steerscope.sweep.config import ConfigError
 from steerscope.sweep.engines import RayEngine
 from steerscope.sweep.runner import FAILURES_NAME, STORE_NAME, SweepIncompleteError, run_sweep
 
@@ -198,3 +199,11 @@ def test_an_unreachable_address_is_one_error_naming_it_within_seconds(data):
     assert address in lines[0] and "ray start --head" in lines[0]
     assert time.monotonic() - start < 60
     assert not (data / "unreachable.partial").exists(), "nothing is written before the cluster answers"
+
+
+def test_an_ab_sweep_asked_to_run_on_ray_is_refused(tmp_path):
+    from test_sweep_ab import _config as ab_config  # A/B sweeps (CAA items) have their own in-process runner
+
+    with pytest.raises(ConfigError, match="A/B sweeps .* not on Ray; drop --ray"):
+        run_sweep(replace(ab_config(tmp_path), ray=RaySpec(workers=2)), tmp_path / "ab")
+    assert not (tmp_path / "ab.partial").exists()

@@ -42,7 +42,7 @@ from ..core.runs import RunFolder, package_versions, progress_bar
 from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, method_names, method_sites
 from .cells import CellJob, CellResult, VectorSpec, fit_summary, pair_subset  # noqa: F401  (re-exported)
-from .config import SweepConfig
+from .config import ConfigError, SweepConfig
 from .datasets import SPLITS, ConceptTask, get_task, is_ab
 from .engines import Engine, engine_for
 from .protocol import select
@@ -348,6 +348,9 @@ def run_sweep(config: SweepConfig, out: str | Path, **kwargs) -> Path:
     the end, after every other cell is stored. A sweep of A/B datasets (CAA items) runs in sweep/behaviour.py."""
     if any(is_ab(get_task(name, config.custom_datasets)) for name in config.datasets):
         from .behaviour import run_ab_sweep  # here, not at the top: sweep/behaviour imports this module
+
+        if config.ray is not None:
+            raise ConfigError("A/B sweeps (CAA items) run in this process, not on Ray; drop --ray and the [ray] table")
 
         return run_ab_sweep(config, out, **kwargs)
     return SweepRunner(config, out, **kwargs).run()
