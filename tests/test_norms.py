@@ -12,7 +12,7 @@ from steerscope.core.corpus import load_documents, token_sequences
 from steerscope.depth.norms import fit_range_layers, growth_rate, measure_norms, norm_sites
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt_neox", "gemma2"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox", "gemma2"])
 def test_norms_match_direct_computation(family):
     lm = tiny_model(family)
     g = torch.Generator().manual_seed(0)

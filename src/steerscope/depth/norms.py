@@ -51,14 +51,16 @@ def per_sequence_norms(
     raw_rows: list[list[Tensor]] = []
     count = 0
     batch_raw: dict[str, Tensor] = {}
+    rows = [0]  # the current batch's size: a position embedding ([1, T, d], shared by the batch) is expanded to it
 
     def first(name: str, act: Tensor) -> None:
-        body = act[:, 1:].to(torch.float64)
+        body = act[:, 1:].to(torch.float64).expand(rows[0], -1, -1)
         sums[col[name]] += body.sum((0, 1)).cpu()
         batch_raw[name] = body.norm(dim=-1).mean(-1).cpu()
 
     for ids in batches:
         batch_raw.clear()
+        rows[0] = ids.shape[0]
         _pass(lm, [ids], sites, first, on_batch)
         raw_rows.append(torch.stack([batch_raw[s] for s in sites], dim=1))
         count += ids.shape[0] * (ids.shape[1] - 1)
@@ -66,11 +68,12 @@ def per_sequence_norms(
     centred_rows: list[Tensor] = []
 
     def second(name: str, act: Tensor) -> None:
-        body = act[:, 1:].to(torch.float64) - means[col[name]]
+        body = act[:, 1:].to(torch.float64).expand(rows[0], -1, -1) - means[col[name]]
         batch_raw[name] = body.norm(dim=-1).mean(-1).cpu()
 
     for ids in batches:
         batch_raw.clear()
+        rows[0] = ids.shape[0]
         _pass(lm, [ids], sites, second, on_batch)
         centred_rows.append(torch.stack([batch_raw[s] for s in sites], dim=1))
     return sites, torch.cat(raw_rows).numpy(), torch.cat(centred_rows).numpy()
