@@ -36,6 +36,7 @@ from .protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select
 from .runner import FITS_NAME, STORE_NAME
 
 BASELINE_METHODS = ("unsteered", "prompting")
+EFFECT_LABELS = {"positive": "share of positive completions", "keyword_rate": "share of completions with a keyword"}
 TOPIC = "topic_similarity"  # topic relevance, measured beside a keyword rate when the dataset names a topic
 #: cost columns of the tables (means over seeds): the pairs, and the total with an SAE's training included
 SHOWN_COSTS = ("cost_pair_tokens", "cost_sae_tokens", "cost_total_tokens", "cost_total_flops", "cost_total_seconds")
@@ -299,7 +300,7 @@ def _group_report(g: _Group, store: ResultStore, out: Path, everything: dict, pr
     stem = (lambda s: file_stem(g.model, g.dataset, s)) if prefix_files else (lambda s: s)
     chosen = g.chosen()
     baselines = g.baselines(chosen)
-    label = {"positive": "share of positive completions"}.get(g.effect, g.effect)
+    label = EFFECT_LABELS.get(g.effect, g.effect)
     curves = defaultdict(list)
     for c in chosen:
         if not is_control(c["method"]):
