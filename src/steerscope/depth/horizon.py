@@ -31,7 +31,7 @@ from ..core.hooks import edit, read, run_forward
 from ..core.models import LoadedModel
 from ..core.sites import layer_of, site_name
 from ..core.validate import BadNumberError, whole
-from ..evaluate.metrics import clean_reference, next_token_metrics
+from ..evaluate.metrics import clean_reference, next_token_metrics, scored_positions
 from ..evaluate.stats import bootstrap_mean_ci
 
 SOURCES = ("clean", "propagated")
@@ -284,9 +284,11 @@ def horizon_batch(
     variant.check(lm.n_layers)
     clean = clean_run(lm, ids)
     ref = clean_reference(clean.logits, ids)
+    scored = scored_positions(ref, ids.shape[0])  # only these are unembedded
     out: dict[str, list[list[float]]] = {m: [] for m in (*METRICS, "clean_ce")}
     for k in ks:
-        scores = next_token_metrics(ref, patched_logits(lm, ids, k, clean, variant, means, resume))
+        logits = patched_logits(lm, ids, k, clean, variant, means, resume, positions=scored)
+        scores = next_token_metrics(ref, logits, at_scored=True)
         for name, values in scores.items():
             out[name].append(values.tolist())
         if on_k is not None:

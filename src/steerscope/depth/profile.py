@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..core.models import LoadedModel
 from ..core.validate import BadNumberError
-from ..evaluate.metrics import clean_reference, next_token_metrics
+from ..evaluate.metrics import clean_reference, next_token_metrics, scored_positions
 from .horizon import METRICS, HorizonVariant, check_ks, clean_run, patched_logits
 
 
@@ -61,10 +61,11 @@ def profile_batch(
     ks = check_ks(ks, lm.n_layers)
     clean = clean_run(lm, ids)
     ref = clean_reference(clean.logits, ids)
+    scored = scored_positions(ref, ids.shape[0])
     measured: dict[tuple[int, int], dict[str, list[float]]] = {}
     for n, k in profile_cells(lm.n_layers, ks):
-        logits = patched_logits(lm, ids, k, clean, variant, means, layers=[n])
-        measured[n, k] = {m: v.tolist() for m, v in next_token_metrics(ref, logits).items()}
+        logits = patched_logits(lm, ids, k, clean, variant, means, layers=[n], positions=scored)
+        measured[n, k] = {m: v.tolist() for m, v in next_token_metrics(ref, logits, at_scored=True).items()}
         if on_cell is not None:
             on_cell()
     return {

@@ -38,21 +38,34 @@ def clean_reference(logits: Tensor, ids: Tensor, skip_first: bool = True) -> Cle
     )
 
 
-def next_token_metrics(ref: CleanReference, patched_logits: Tensor) -> dict[str, Tensor]:
+def next_token_metrics(ref: CleanReference, patched_logits: Tensor, at_scored: bool = False) -> dict[str, Tensor]:
     """Per-sequence delta CE (nats), KL(clean || patched), top-1 agreement and the clean CE ([B], float64).
 
-    KL = sum p log p - (sum p z - logsumexp z) for patched logits z: no patched log-softmax is stored.
+    patched_logits: [B, T, V], or [B, P, V] already at the scored positions with `at_scored`
+    (`scored_positions(ref, ...)`). KL = sum p log p - (sum p z - logsumexp z) for patched logits z; one
+    sequence at a time, so no [B, P, V] temporary (exp, log-softmax) is ever made.
     """
-    z = patched_logits[:, ref.start : -1].float()
-    if z.shape != ref.probs.shape:
-        raise ValueError(f"logit shapes differ: {tuple(ref.probs.shape)} vs {tuple(z.shape)}")
-    lse = torch.logsumexp(z, dim=-1)
-    kl = (ref.neg_entropy - (torch.linalg.vecdot(ref.probs, z) - lse)).clamp_min(0)  # >= 0; rounding can dip below
-    ce_patched = lse - z.gather(-1, ref.target).squeeze(-1)
+    z_all = patched_logits if at_scored else patched_logits[:, ref.start : -1]
+    if z_all.shape != ref.probs.shape:
+        raise ValueError(f"logit shapes differ: {tuple(ref.probs.shape)} vs {tuple(z_all.shape)}")
+    kl, ce_patched, top1 = [], [], []
+    for b in range(z_all.shape[0]):
+        z = z_all[b].float()
+        peak, argmax = z.max(-1)
+        lse = (z - peak.unsqueeze(-1)).exp_().sum(-1).log_() + peak
+        kl.append((ref.neg_entropy[b] - (torch.linalg.vecdot(ref.probs[b], z) - lse)).clamp_min(0))  # rounding < 0
+        ce_patched.append(lse - z.gather(-1, ref.target[b]).squeeze(-1))
+        top1.append(argmax == ref.argmax[b])
     ce_clean = -ref.target_logprob
     return {
-        "delta_ce": (ce_patched - ce_clean).double().mean(-1),
-        "kl": kl.double().mean(-1),
-        "top1": (z.argmax(-1) == ref.argmax).double().mean(-1),
+        "delta_ce": (torch.stack(ce_patched) - ce_clean).double().mean(-1),
+        "kl": torch.stack(kl).double().mean(-1),
+        "top1": torch.stack(top1).double().mean(-1),
         "clean_ce": ce_clean.double().mean(-1),
     }
+
+
+def scored_positions(ref: CleanReference, batch: int) -> Tensor:
+    """The positions whose predictions are scored ([B, P]), to unembed only those."""
+    count = ref.probs.shape[1]
+    return torch.arange(ref.start, ref.start + count, device=ref.probs.device).expand(batch, count)
