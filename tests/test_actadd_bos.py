@@ -121,13 +121,13 @@ def test_weddings_vector_on_the_default_model_which_adds_no_bos():
     assert vec.meta["options"]["pair_tokens"] == (["<|endoftext|>", "Ġweddings"], ["<|endoftext|>", "Ġ"])
     assert vec.vectors[site][0].abs().max() == 0
     naive = fit("actadd", lm, [ContrastPair(" weddings", " ")], [site], bos="tokenizer")
-    prompts = ["The meeting this morning was", "Yesterday I took the bus downtown and"]
+    prompts = ["The meeting this morning was"]
     texts = {}
     for name, v in (("auto", vec), ("tokenizer", naive)):
         with v.apply(lm, coefficient=4.0):
-            texts[name] = generate_text(lm, prompts, max_new_tokens=30, repetition_penalty=1.3)
-    assert sum(keyword_hits(texts["auto"], ACTADD_WEDDING_WORDS)) >= 1, texts["auto"]
-    assert sum(keyword_hits(texts["tokenizer"], ACTADD_WEDDING_WORDS)) == 0, texts["tokenizer"]
+            texts[name] = generate_text(lm, prompts, max_new_tokens=16, repetition_penalty=1.3)
+    assert keyword_hits(texts["auto"], ACTADD_WEDDING_WORDS) == [1.0], texts["auto"]
+    assert keyword_hits(texts["tokenizer"], ACTADD_WEDDING_WORDS) == [0.0], texts["tokenizer"]
 
 
 def _norms(lm, ids, site):
