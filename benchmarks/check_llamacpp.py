@@ -12,8 +12,9 @@ coefficients -C, 0 and +C: steerscope's greedy completions (positions "all", the
 default model's GGUF) next to llama.cpp's (`llama-completion` on that same GGUF file, `--temp 0`,
 `--control-vector-scaled FILE:C`). Prints the positive-sentiment share (VADER, the project's scorer) for both
 tools, how often their first generated token agrees and the mean common prefix in tokens. Exact equality is not
-expected: llama.cpp multiplies Q4_1 weights with 8-bit quantized activations. Exits 1 if llama.cpp's steering
-does not move the positive share the same way as steerscope's.
+expected: llama.cpp multiplies Q4_1 weights with 8-bit quantized activations. Also prints the mean VADER compound
+score. Exits 1 unless +C raises the positive share over unsteered in both tools and the two tools' shares are
+within 0.15 at every coefficient.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from steerscope import load_model
 from steerscope.core.generate import generate_text
 from steerscope.core.models import default_gguf_path
-from steerscope.evaluate.scorers import share_positive
+from steerscope.evaluate.scorers import sentiment_compound, share_positive
 from steerscope.steering.llamacpp import control_layer, export_control_vector
 from steerscope.steering.methods import mean_diff
 from steerscope.steering.pairs import load_pairs
@@ -109,8 +110,8 @@ def main() -> int:
         f"{vector.meta['norms'][args.site]:.2f}; {len(prompts)} held-out prompts, greedy, {args.tokens} tokens"
     )
     print(
-        f"{'coefficient':>11}  {'steerscope +share':>17}  {'llama.cpp +share':>16}  {'same 1st token':>14}  "
-        f"{'common prefix':>13}"
+        f"{'coefficient':>11}  {'steerscope +share':>17}  {'llama.cpp +share':>16}  {'steerscope VADER':>16}  "
+        f"{'llama.cpp VADER':>15}  {'same 1st token':>14}  {'common prefix':>13}"
     )
     shares = {}
     for c in (-args.coefficient, 0.0, args.coefficient):
@@ -120,14 +121,22 @@ def main() -> int:
         prefix = [common_prefix(lm.tokenizer, a, b) for a, b in zip(ours, theirs, strict=True)]
         same_first = sum(n >= 1 for n in prefix) / len(prompts)
         shares[c] = (share_positive(ours), share_positive(theirs))
+        vader = [sum(sentiment_compound(texts)) / len(texts) for texts in (ours, theirs)]
         print(
-            f"{c:>+11g}  {shares[c][0]:>17.2f}  {shares[c][1]:>16.2f}  {same_first:>14.2f}  "
-            f"{sum(prefix) / len(prefix):>13.1f}"
+            f"{c:>+11g}  {shares[c][0]:>17.2f}  {shares[c][1]:>16.2f}  {vader[0]:>+16.3f}  {vader[1]:>+15.3f}  "
+            f"{same_first:>14.2f}  {sum(prefix) / len(prefix):>13.1f}"
         )
         print(f"    e.g. {prompts[0]!r}\n      steerscope: {ours[0][:90]!r}\n      llama.cpp:  {theirs[0][:90]!r}")
-    lo, mid, hi = (shares[c] for c in (-args.coefficient, 0.0, args.coefficient))
-    same_way = all(hi[i] >= mid[i] >= lo[i] and hi[i] > lo[i] for i in (0, 1))
-    print("llama.cpp moves the positive share the same way as steerscope" if same_way else "DIRECTIONS DIFFER")
+    # the claim checked: +C raises the positive share over unsteered in both tools, and at every coefficient the
+    # two tools' shares are within 0.15 (a few of the prompts; -C barely moves VADER's share on this model)
+    raised = all(shares[args.coefficient][i] > shares[0.0][i] for i in (0, 1))
+    close = all(abs(ours - theirs) <= 0.15 for ours, theirs in shares.values())
+    same_way = raised and close
+    print(
+        "llama.cpp steers like steerscope: +C raises the positive share in both, shares within 0.15"
+        if same_way
+        else f"DIFFERENT: +C raises the share in both: {raised}; shares within 0.15 at every coefficient: {close}"
+    )
     return 0 if same_way else 1
 
 
