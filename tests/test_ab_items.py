@@ -178,5 +178,7 @@ def test_template_choice(lm):
     finally:
         lm.tokenizer.chat_template = CHAT
     assert ab_prompt(lm.tokenizer, item).startswith("w1 w5")
+    asked = ABItem("Q?\n\nChoices:\n (A) Agree\n (B) Disagree\n\nAnswer:", "A", "B")  # CAA's sycophancy layout
+    assert asked.prompt == "Q?\n\nChoices:\n (A) Agree\n (B) Disagree\n\nAnswer: ("
     with pytest.raises(ValueError, match="template must be one of auto, chat, plain"):
         ab_prompt(lm.tokenizer, item, "llama2")

@@ -69,7 +69,10 @@ class ABItem:
 
     @property
     def prompt(self) -> str:
-        """The plain (no chat template) prompt, ending right before the answer letter."""
+        """The plain (no chat template) prompt, ending right before the answer letter ("Answer:" is not repeated
+        when the question already ends with it, as CAA's sycophancy and most survival-instinct items do)."""
+        if self.question.rstrip().endswith("Answer:"):
+            return f"{self.question.rstrip()} {OPENING}"
         return f"{self.question}\n\nAnswer: {OPENING}"
 
 
