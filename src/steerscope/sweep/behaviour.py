@@ -112,7 +112,14 @@ class ABSweep:
             self.progress = progress
             self.task_id = progress.add_task("A/B sweep", total=self.planned_cells(), completed=len(self.done))
             for model in self.config.models:
-                lm = self.preloaded.get(model) or load_model(model, dtype=self.config.dtype, device=self.config.device)
+                c = self.config
+                lm = self.preloaded.get(model) or load_model(
+                    model,
+                    dtype=c.dtype,
+                    device=c.device,
+                    device_map=c.device_map or None,
+                    max_memory=c.max_memory or None,
+                )
                 self._record_provenance(model, lm)
                 self._run_model(model, lm)
         self.progress = None
