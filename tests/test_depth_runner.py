@@ -4,8 +4,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
-import torch
-from tiny_models import save_tiny
+from tiny_models import save_tiny, tiny_text_file
 from typer.testing import CliRunner
 
 from steerscope.cli import app
@@ -17,10 +16,7 @@ from steerscope.depth.run import DepthRun, TextSpec, run_horizon, run_norms
 @pytest.fixture
 def setup(tmp_path):
     save_tiny(tmp_path / "tiny", "llama")
-    g = torch.Generator().manual_seed(0)
-    docs = [" ".join(f"w{int(i)}" for i in torch.randint(0, 90, (12,), generator=g)) for _ in range(10)]
-    (tmp_path / "docs.txt").write_text("\n\n".join(docs))
-    text = TextSpec(source=str(tmp_path / "docs.txt"), n=6, seq_len=8, batch_size=2)
+    text = TextSpec(source=tiny_text_file(tmp_path), n=6, seq_len=8, batch_size=2)
     return tmp_path, text
 
 

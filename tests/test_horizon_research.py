@@ -7,7 +7,7 @@ import pytest
 import torch
 from cli_checks import bad
 from reference import slow_horizon_logits
-from tiny_models import random_ids, save_tiny, tiny_model
+from tiny_models import random_ids, save_tiny, tiny_model, tiny_text_file
 from typer.testing import CliRunner
 
 from steerscope.cli import app
@@ -91,10 +91,7 @@ def test_variant_names():
 @pytest.fixture
 def tiny_run(tmp_path):
     save_tiny(tmp_path / "tiny", "llama")
-    g = torch.Generator().manual_seed(0)
-    docs = [" ".join(f"w{int(i)}" for i in torch.randint(0, 90, (12,), generator=g)) for _ in range(10)]
-    (tmp_path / "docs.txt").write_text("\n\n".join(docs))
-    return tmp_path, TextSpec(source=str(tmp_path / "docs.txt"), n=4, seq_len=8, batch_size=2)
+    return tmp_path, TextSpec(source=tiny_text_file(tmp_path), n=4, seq_len=8, batch_size=2)
 
 
 def test_every_variant_side_by_side_with_capability_and_profile(tiny_run):

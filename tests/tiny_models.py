@@ -87,6 +87,15 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[UNK]")
 
 
+def tiny_text_file(folder) -> str:
+    """Ten documents of twelve random words w0..w89 separated by blank lines; returns the file path."""
+    g = torch.Generator().manual_seed(0)
+    docs = [" ".join(f"w{int(i)}" for i in torch.randint(0, 90, (12,), generator=g)) for _ in range(10)]
+    path = folder / "docs.txt"
+    path.write_text("\n\n".join(docs))
+    return str(path)
+
+
 def save_tiny(folder, family: str = "llama", seed: int = 0):
     """Save a tiny random model and its tokenizer as a Hugging Face folder; returns the model."""
     torch.manual_seed(seed)

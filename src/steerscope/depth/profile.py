@@ -83,9 +83,12 @@ def summarize_profile(ks: Sequence[int], per_seq: dict[str, list[list[list[float
         hit = next((int(k) for k, v in zip(ks, row, strict=True) if abs(v) < threshold), None)
         k_star.append(hit)
     layers = [
-        {"layer": n, "k_star": k_star[n], **{f"{m}_at_k{k}": float(means[m][n][j]) for j, k in enumerate(ks)}}
+        {
+            "layer": n,
+            "k_star": k_star[n],
+            **{f"delta_ce_at_k{k}": float(means["delta_ce"][n][j]) for j, k in enumerate(ks)},
+        }
         for n in range(len(k_star))
-        for m in ("delta_ce",)
     ]
     ranked = sorted(range(len(k_star)), key=lambda n: (-(k_star[n] or max(ks) + 1), n))
     return {
