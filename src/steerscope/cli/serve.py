@@ -28,12 +28,20 @@ def serve(
     max_prompt_tokens: Annotated[int, typer.Option(help="longest prompt a request may send")] = 256,
     max_new_tokens: Annotated[int, typer.Option(help="most tokens a request may ask for per completion")] = 200,
     max_streams: Annotated[int, typer.Option(help="requests queued or running at once; more get HTTP 429")] = 4,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STEERSCOPE_API_KEY",
+            help="key every /v1 request must send as 'Authorization: Bearer KEY' (required off 127.0.0.1)",
+            show_envvar=True,
+        ),
+    ] = None,
     threads: Threads = 0,
     dtype: Dtype = "float32",
     device: Device = "cpu",
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
-    """A local web page to steer the model live: unsteered and steered text side by side, sweeps, results."""
+    """A local web page to steer the model live, and an OpenAI-compatible API (/v1) with steering per request."""
     from ..core.packages import MissingPackageError
     from ..core.validate import whole
 
@@ -57,11 +65,21 @@ def serve(
     if runs is None and Path("runs").is_dir():
         runs = Path("runs")
     warning = host_warning(host)
+    if api_key is not None and not api_key.strip():
+        raise ValueError("--api-key is empty; give a key (or leave the option and STEERSCOPE_API_KEY unset)")
+    if warning and api_key is None:
+        raise ValueError(
+            f"--host {host} is reachable from other machines, so the API needs a key: pass --api-key KEY "
+            "(or set STEERSCOPE_API_KEY), or use --host 127.0.0.1"
+        )
     if warning:
         console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
     set_threads(threads)
     sock = bind(host, port)  # before the model loads: a taken port fails at once
     lm = _load(model, dtype, device, trust_remote_code)
     playground = Playground(lm, model, vectors, runs, limits)
-    console.print(f"steering playground for {lm.name}: [bold]{url_of(sock)}[/bold]  (Ctrl+C stops it)")
-    serve_forever(create_app(playground), sock)
+    url = url_of(sock)
+    console.print(f"steering playground for {lm.name}: [bold]{url}[/bold]  (Ctrl+C stops it)")
+    api = f"OpenAI-compatible API: {url}v1  (model {model!r}; steering in the request body)"
+    console.print(api, highlight=False)
+    serve_forever(create_app(playground, api_key), sock)

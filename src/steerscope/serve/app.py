@@ -8,6 +8,7 @@
     POST /api/steer            a steering request (plan.SteerRequest) -> a stream of events
     GET  /api/runs             the run folders under --runs
     GET  /runs/{path}          a file inside --runs (reports are served sandboxed: no script runs)
+    /v1/...                    the OpenAI-compatible API with steering as a request parameter (openai_api.py)
 
 Refusals are JSON {"detail": one line} with a 4xx status.
 """
@@ -34,6 +35,7 @@ from ..steering.pairs import BUILTIN
 from .engine import Ticket
 from .errors import RequestError, TooLarge, one_line
 from .files import inside
+from .openai_api import add_openai_routes
 from .plan import SteerRequest
 from .playground import Playground
 from .runs import list_runs
@@ -111,8 +113,9 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(playground: Playground) -> FastAPI:
-    """The web app around a playground (a loaded model, its vectors, runs and limits)."""
+def create_app(playground: Playground, api_key: str | None = None) -> FastAPI:
+    """The web app around a playground (a loaded model, its vectors, runs and limits), with the OpenAI-compatible
+    /v1 routes beside it (`api_key`: required on every /v1 request when given)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -190,5 +193,6 @@ def create_app(playground: Playground) -> FastAPI:
     async def run_file(name: str):
         return FileResponse(inside(playground.runs, name))
 
+    add_openai_routes(app, playground, api_key)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
