@@ -29,6 +29,7 @@ LAYERS = {
     "sweep": 6,
     "demo": 7,
     "serve": 8,  # the browser playground: beside the CLI at the top; only `steerscope serve` (cli) starts it
+    "inspect_provider": 8,  # the Inspect AI model provider: loaded by Inspect through its entry point, beside serve
     "cli": 9,
 }
 #: parts that import nothing of ours at all

@@ -220,14 +220,16 @@ def test_the_official_client_raises_its_own_errors(client):
         )
     with pytest.raises(openai.NotFoundError):
         client.completions.create(
-            model="default", prompt=PROMPT, max_tokens=4, extra_body={"steering": [{"vector": "nope", "coefficient": 1}]}
+            model="default", prompt=PROMPT, max_tokens=4,
+            extra_body={"steering": [{"vector": "nope", "coefficient": 1}]},
         )
 
 
 def test_overload_is_429_and_a_client_that_leaves_frees_its_slot(playground, server, client):
     release = threading.Event()
     loop = asyncio.new_event_loop()
-    blockers = [playground.engine.submit(lambda t: release.wait(30), loop) for _ in range(playground.limits.max_streams)]
+    slots = range(playground.limits.max_streams)
+    blockers = [playground.engine.submit(lambda t: release.wait(30), loop) for _ in slots]
     try:
         with pytest.raises(openai.RateLimitError, match="slots"):
             client.completions.create(model="default", prompt=PROMPT, max_tokens=4)

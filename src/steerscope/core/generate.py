@@ -133,3 +133,22 @@ def _tokens_until_stop(lm: LoadedModel, row: list[int], stop: list[str]) -> int:
         if cut_at_stop(lm.tokenizer.decode(row[:i], skip_special_tokens=True), stop)[1]:
             return i
     return len(row)
+
+
+class NoChatTemplateError(ValueError):
+    """A chat was given to a model whose tokenizer defines no chat template."""
+
+
+def chat_prompt(lm: LoadedModel, messages: list[dict[str, str]]) -> str:
+    """The prompt text of a chat (`[{"role", "content"}]`) under the model's own chat template, ready for the
+    assistant's turn; a leading BOS the template writes is dropped when tokenizing adds it again."""
+    tokenizer = lm.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise NoChatTemplateError(f"{lm.name} defines no chat template; send a plain text prompt instead")
+    if not messages:
+        raise ValueError("the chat has no messages; send at least one")
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos) :]
+    return text

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from ..core.errors import SteerscopeError
+from ..core.generate import NoChatTemplateError, chat_prompt
 from ..steering.requests import Steering, check_steering, file_sha256
 from .completions import CompletionJob, run_completion
 from .engine import Ticket
@@ -161,19 +162,11 @@ class OpenAIServer:
         return CompletionJob(prompts, counts, n, settings, self.steering(body.steering))
 
     def render_chat(self, body: ChatBody) -> str:
-        tokenizer = self.playground.lm.tokenizer
-        if not getattr(tokenizer, "chat_template", None):
-            raise RequestError(
-                f"{self.playground.lm.name} defines no chat template; use /v1/completions with a plain prompt"
-            )
-        if not body.messages:
-            raise RequestError("messages is empty; send at least one message")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        bos = tokenizer.bos_token
-        if bos and text.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
-            text = text[len(bos) :]  # tokenizing adds the BOS the template already wrote
-        return text
+        try:
+            return chat_prompt(self.playground.lm, messages)
+        except NoChatTemplateError as exc:
+            raise RequestError(f"{exc} to /v1/completions") from None
 
     # --- running --------------------------------------------------------------------------------------------
 
