@@ -263,3 +263,26 @@ def test_serving_off_loopback_needs_a_key(folder):
     result = CliRunner().invoke(cli, ["serve", str(folder), "--host", "0.0.0.0", "--port", "0"], env={})
     assert result.exit_code == 2
     assert "--api-key" in result.output and result.output.count("error:") == 1
+
+
+@pytest.mark.embedded
+def test_default_model_chat_through_the_api_equals_the_library(tmp_path):
+    """SmolLM2's own chat template, its end-of-turn token and a sentiment vector, through the official client."""
+    lm = load_model("default")
+    vector = fit("mean_diff", lm, load_pairs("sentiment")[:16], ["resid_pre.10"])
+    vector.save(tmp_path / "sent.safetensors")
+    messages = [{"role": "user", "content": "Describe your morning in one sentence."}]
+    from steerscope.core.generate import chat_prompt
+
+    prompt = chat_prompt(lm, messages)
+    with vector.apply(lm, 4.0):
+        want = generate_completions(lm, [prompt], max_new_tokens=40)[0]
+    playground = Playground(lm, "default", tmp_path)
+    with Background(create_app(playground)) as url:
+        client = openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0)
+        got = client.chat.completions.create(
+            model="default", messages=messages, max_tokens=40, temperature=0,
+            extra_body={"steering": [{"vector": "sent.safetensors", "coefficient": 4.0}]},
+        )
+    assert got.choices[0].message.content == want.text
+    assert got.choices[0].finish_reason == want.finish_reason and got.usage.completion_tokens == want.n_tokens

@@ -59,7 +59,7 @@ def refusal(exc: Exception) -> JSONResponse:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "body"
             message = (
-                "unknown field; see GET /v1/models and the README for the fields"
+                "unknown field (this server takes OpenAI's fields and 'steering'; check the spelling)"
                 if err["type"] == "extra_forbidden"
                 else err["msg"]
             )
