@@ -64,4 +64,4 @@ def serve(
     lm = _load(model, dtype, device, trust_remote_code)
     playground = Playground(lm, model, vectors, runs, limits)
     console.print(f"steering playground for {lm.name}: [bold]{url_of(sock)}[/bold]  (Ctrl+C stops it)")
-    serve_forever(create_app(playground), sock)
+    serve_forever(create_app(playground, hosts=(host,)), sock)

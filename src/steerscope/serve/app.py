@@ -9,13 +9,15 @@
     GET  /api/runs             the run folders under --runs
     GET  /runs/{path}          a file inside --runs (reports are served sandboxed: no script runs)
 
-Refusals are JSON {"detail": one line} with a 4xx status.
+Refusals are JSON {"detail": one line} with a 4xx status. Every request first passes guard.RequestGuard (Host,
+Origin, JSON bodies only), whatever route it is for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -34,6 +36,7 @@ from ..steering.pairs import BUILTIN
 from .engine import Ticket
 from .errors import RequestError, TooLarge, one_line
 from .files import inside
+from .guard import RequestGuard
 from .plan import SteerRequest
 from .playground import Playground
 from .runs import list_runs
@@ -111,8 +114,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(playground: Playground) -> FastAPI:
-    """The web app around a playground (a loaded model, its vectors, runs and limits)."""
+def create_app(playground: Playground, hosts: Iterable[str] = ()) -> FastAPI:
+    """The web app around a playground (a loaded model, its vectors, runs and limits).
+
+    Every route, whoever adds it, sits behind `guard.RequestGuard`: only this server's own address, the `hosts` it
+    was started with and localhost names; no foreign Origin; every POST declared `application/json`."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -136,6 +142,7 @@ def create_app(playground: Playground) -> FastAPI:
     async def malformed(request: Request, exc: ValidationError):
         return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
+    app.add_middleware(RequestGuard, hosts=tuple(hosts))  # before any route reads a byte of the request
     app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
