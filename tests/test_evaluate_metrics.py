@@ -35,13 +35,13 @@ def test_ab_probability_from_hand_set_logits():
 def test_behaviour_probability_matches_a_direct_softmax(lm, tmp_path):
     # the tiny tokenizer's words are w0..w93; letters are spelled as words so each is one token
     rows = [
-        {"question": "w5 w6 w7", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
-        {"question": "w8 w9", "answer_matching_behavior": "B", "answer_not_matching_behavior": "A"},
+        {"question": "w5 w6 w7 (A) (B)", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
+        {"question": "w8 w9 (A) (B)", "answer_matching_behavior": "B", "answer_not_matching_behavior": "A"},
     ]
     path = tmp_path / "ab.json"
     path.write_text(json.dumps(rows))
     items = read_ab_items(path)
-    assert items[0] == ABItem("w5 w6 w7", "A", "B") and items[1].matching == "B"
+    assert items[0] == ABItem("w5 w6 w7 (A) (B)", "A", "B") and items[1].matching == "B"
     tiny = [ABItem("w5 w6 w7", "w10", "w11"), ABItem("w8 w9", "w12", "w10")]  # one-token letters for this tokenizer
     got = behaviour_probability(lm, tiny, batch_size=1)
     for item, p in zip(tiny, got, strict=True):

@@ -34,6 +34,7 @@ pytest_plugins = ["serve_helpers"]  # the fixtures folder (the byte model saved)
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on two shared threads spin and wait
 
 PROMPT = "I think that"
+JSON_BODY = {"Content-Type": "application/json"}  # a raw body must say it is JSON (serve.guard)
 GEN = {"max_new_tokens": 8, "seed": 0, "repetition_penalty": 1.3}
 
 
@@ -238,7 +239,7 @@ def test_a_bad_upload_is_refused_naming_the_problem(client, name, text, status, 
     [b"not json", b'{"name": 1, "text": "x"}', b'["mine.jsonl", "text"]'],
 )
 def test_a_malformed_upload_body_is_refused(client, body):
-    assert client.post("/api/pairs", content=body).status_code == 400
+    assert client.post("/api/pairs", content=body, headers=JSON_BODY).status_code == 400
 
 
 FILE = {"file": "sent.safetensors"}
@@ -301,13 +302,13 @@ def test_a_problem_found_only_on_the_model_thread_is_an_error_event(client):
 def test_nan_and_infinite_coefficients_and_broken_bodies_are_refused(client):
     for raw in ("NaN", "Infinity", "-Infinity"):
         body = f'{{"prompt": "hi", "vector": {{"file": "sent.safetensors"}}, "coefficients": [{raw}]}}'
-        refused(client.post("/api/steer", content=body), 400, "coefficient", "finite")
+        refused(client.post("/api/steer", content=body, headers=JSON_BODY), 400, "coefficient", "finite")
     second = '{"prompt": "hi", "vector": {"file": "sent.safetensors"}, "coefficients": [1], "second": '
     second += '{"vector": {"file": "sent.safetensors"}, "coefficient": 1e400}}'
-    refused(client.post("/api/steer", content=second), 400, "second vector's coefficient", "finite")
-    refused(client.post("/api/steer", content=b"{not json"), 400, "not valid JSON")
-    refused(client.post("/api/steer", content=b'"a string"'), 422, "body")
-    refused(client.post("/api/steer", content=b"x" * 70_000), 413, "request body")
+    refused(client.post("/api/steer", content=second, headers=JSON_BODY), 400, "second vector's coefficient", "finite")
+    refused(client.post("/api/steer", content=b"{not json", headers=JSON_BODY), 400, "not valid JSON")
+    refused(client.post("/api/steer", content=b'"a string"', headers=JSON_BODY), 422, "body")
+    refused(client.post("/api/steer", content=b"x" * 70_000, headers=JSON_BODY), 413, "request body")
 
 
 # --- the results browser ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def _items(path, seed: int, n: int = 30):
     for i in range(n):
         words = " ".join(f"w{int(w)}" for w in rng.integers(8, VOCAB, size=int(rng.integers(2, 6))))
         yes = "(A)" if i % 2 else "(B)"
-        rows.append({"question": f"{words} w{8 + i}", "answer_matching_behavior": yes,
+        rows.append({"question": f"{words} w{8 + i} (A) w9 (B) w10", "answer_matching_behavior": yes,
                      "answer_not_matching_behavior": "(B)" if yes == "(A)" else "(A)"})  # fmt: skip
     path.write_text(json.dumps(rows))
     return str(path)

@@ -82,4 +82,4 @@ def serve(
     console.print(f"steering playground for {lm.name}: [bold]{url}[/bold]  (Ctrl+C stops it)")
     api = f"OpenAI-compatible API: {url}v1  (model {model!r}; steering in the request body)"
     console.print(api, highlight=False)
-    serve_forever(create_app(playground, api_key), sock)
+    serve_forever(create_app(playground, hosts=(host,), api_key=api_key), sock)

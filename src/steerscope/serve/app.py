@@ -10,13 +10,15 @@
     GET  /runs/{path}          a file inside --runs (reports are served sandboxed: no script runs)
     /v1/...                    the OpenAI-compatible API with steering as a request parameter (openai_api.py)
 
-Refusals are JSON {"detail": one line} with a 4xx status.
+Refusals are JSON {"detail": one line} with a 4xx status. Every request first passes guard.RequestGuard (Host,
+Origin, JSON bodies only), whatever route it is for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -35,6 +37,7 @@ from ..steering.pairs import BUILTIN
 from .engine import Ticket
 from .errors import RequestError, TooLarge, one_line
 from .files import inside
+from .guard import RequestGuard
 from .openai_api import add_openai_routes
 from .plan import SteerRequest
 from .playground import Playground
@@ -113,9 +116,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(playground: Playground, api_key: str | None = None) -> FastAPI:
+def create_app(playground: Playground, hosts: Iterable[str] = (), api_key: str | None = None) -> FastAPI:
     """The web app around a playground (a loaded model, its vectors, runs and limits), with the OpenAI-compatible
-    /v1 routes beside it (`api_key`: required on every /v1 request when given)."""
+    /v1 routes beside it (`api_key`: required on every /v1 request when given).
+
+    Every route, whoever adds it, sits behind `guard.RequestGuard`: only this server's own address, the `hosts` it
+    was started with and localhost names; no foreign Origin; every POST declared `application/json`."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -139,6 +145,7 @@ def create_app(playground: Playground, api_key: str | None = None) -> FastAPI:
     async def malformed(request: Request, exc: ValidationError):
         return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
+    app.add_middleware(RequestGuard, hosts=tuple(hosts))  # before any route reads a byte of the request
     app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
