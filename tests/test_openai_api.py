@@ -286,3 +286,16 @@ def test_default_model_chat_through_the_api_equals_the_library(tmp_path):
         )
     assert got.choices[0].message.content == want.text
     assert got.choices[0].finish_reason == want.finish_reason and got.usage.completion_tokens == want.n_tokens
+
+
+def test_the_request_guard_fronts_the_api(server):
+    """A page on another site cannot use the API: a foreign Host (DNS rebinding), a foreign Origin, or a body not
+    declared JSON (a CORS 'simple' request) is refused before any work is queued."""
+    body = json.dumps({"model": "default", "prompt": PROMPT, "max_tokens": 2})
+    json_type = {"Content-Type": "application/json"}
+    plain = {"Content-Type": "text/plain"}
+    assert httpx.post(server + "v1/completions", content=body, headers=plain).status_code == 415
+    assert httpx.get(server + "v1/vectors", headers={"Host": "evil.example"}).status_code == 403
+    origin = {"Origin": "http://evil.example", **json_type}
+    assert httpx.post(server + "v1/completions", content=body, headers=origin).status_code == 403
+    assert httpx.post(server + "v1/completions", content=body, headers=json_type).status_code == 200
