@@ -383,11 +383,3 @@ def project_out(lm: Model, direction: Tensor, sites: SiteSpec | Iterable[SiteSpe
     with edit(where, dict.fromkeys(names, remove)):
         yield
 
-
-def __getattr__(name: str):
-    """`mean_activations` moved to core.extract; it is still importable from here (lazily: extract imports hooks)."""
-    if name == "mean_activations":
-        from .extract import mean_activations
-
-        return mean_activations
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
