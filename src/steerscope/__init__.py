@@ -6,7 +6,7 @@ catalogue (`ss.fit(name, lm, pairs, sites)`, `ss.METHODS`) and apply what it ret
 
 from ._version import __version__
 from .core.adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
-from .core.errors import SteerscopeError
+from .core.errors import CheckpointError, ConfigError, NoDirectionError, SteerscopeError
 from .core.extract import mean_activations, text_vectors
 from .core.hooks import ActivationCache, add, capture, edit, project_out, read, replace, residual_write_sites
 from .core.models import LoadedModel, ModelLoadError, load_model
@@ -14,16 +14,13 @@ from .core.runs import OutputExistsError, RunSettingsError
 from .core.sites import Site, SiteError, parse_site
 from .core.weights import OrthogonalizationError
 from .evaluate.store import SettingsMismatchError
-from .maze.policy import CheckpointError
 from .methods import METHODS, MethodError, MethodSpec, fit, method_names
-from .refusal.run import NoDirectionError
 from .sae.model import SparseAutoencoder
 from .sae.saelens import SAEFileError, load_saelens
 from .sae.steer import SAEClamp
 from .steering.contract import Intervention
 from .steering.pairs import ContrastPair, PairDataError, load_pairs
 from .steering.vector import SteeringVector, VectorFileError, VectorMismatchError
-from .sweep.config import ConfigError
 
 __all__ = [
     "METHODS",

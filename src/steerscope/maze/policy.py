@@ -16,13 +16,9 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from ..core.errors import SteerscopeError
+from ..core.errors import CheckpointError
 from ..core.io import atomic_write_bytes, write_json
 from .env import MOVES, OBS_SIZE, Maze, observations
-
-
-class CheckpointError(SteerscopeError, ValueError):
-    """A policy checkpoint that cannot be read."""
 
 
 @dataclass(frozen=True)

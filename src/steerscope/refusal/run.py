@@ -29,7 +29,7 @@ from rich.table import Table
 from safetensors.torch import load_file, save
 
 from .._version import __version__
-from ..core.errors import SteerscopeError
+from ..core.errors import NoDirectionError
 from ..core.generate import generate_text
 from ..core.hooks import add, project_out
 from ..core.io import atomic_write_bytes, write_csv, write_json
@@ -167,9 +167,6 @@ def _select(lm, run: RefusalRun, directions, harmful_val, harmless_val, folder: 
         scored=scored,
     )
 
-
-class NoDirectionError(SteerscopeError, RuntimeError):
-    """No candidate direction passed the selection filters; the message shows the scores and what to relax."""
 
 
 def _nothing_passed(selection, run: RefusalRun, table: Path) -> str:

@@ -14,16 +14,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..core.cluster import RaySpec
-from ..core.errors import SteerscopeError
+from ..core.errors import ConfigError
 from ..core.models import parse_device_map, parse_max_memory
 from ..methods import METHODS, method_names
 
 #: what every method is compared against: no steering, prompting, and the catalogue's controls (random)
 BASELINES = ("unsteered", "prompting", *method_names(control=True))
 
-
-class ConfigError(SteerscopeError, ValueError):
-    """A sweep configuration that cannot be run; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
