@@ -276,3 +276,22 @@ def test_written_pairs_read_back_equal(tmp_path):
     path = write_pairs(tmp_path / "p.jsonl", pairs, concept="sentiment")
     assert read_pairs(path) == pairs
     assert all('"concept": "sentiment"' in line for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def test_records_print_one_line_not_their_tensors():
+    """A vector, a clamp and a model print a summary a reader can use, not 576 numbers or a module tree."""
+    import torch
+    from tiny_models import CONFIGS
+    from transformers import AutoModelForCausalLM
+
+    from steerscope import LoadedModel, SAEClamp, SparseAutoencoder, SteeringVector
+    from steerscope.sae.model import SAEConfig
+
+    meta = {"method": "mean_diff", "n_pairs": 8, "model": "tiny", "fingerprint": "abc"}
+    vector = SteeringVector({"resid_pre.3": torch.ones(576)}, meta)
+    assert repr(vector) == "SteeringVector(mean_diff at resid_pre.3 576 norm 24; pairs 8; model tiny abc)"
+    lm = LoadedModel.from_hf(AutoModelForCausalLM.from_config(CONFIGS["llama"]()), name="tiny")
+    size = f"{lm.n_layers} layers, d_model {lm.d_model}"
+    assert repr(lm) == f"LoadedModel(tiny: llama (sequential), {size}, from in-memory)"
+    clamp = SAEClamp(SparseAutoencoder(SAEConfig(d_in=32, d_sae=64)), 5, "resid_pre.1", 2.0)
+    assert repr(clamp) == "SAEClamp(latent 5 at resid_pre.1, scale 2, d_sae 64)"

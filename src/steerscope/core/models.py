@@ -59,6 +59,13 @@ class LoadedModel:
     def config(self):
         return self.model.config
 
+    def __repr__(self) -> str:
+        """One line: name, family, depth and width (not the module tree)."""
+        return (
+            f"LoadedModel({self.name}: {self.adapter.describe()}, {self.n_layers} layers, d_model {self.d_model}, "
+            f"from {self.source or '?'})"
+        )
+
     @property
     def blocks(self) -> nn.ModuleList:
         return cast(nn.ModuleList, get_module(self.model, self.adapter.layers))

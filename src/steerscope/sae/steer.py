@@ -114,6 +114,9 @@ class SAEClamp:
     def sites(self) -> list[str]:
         return [self.site]
 
+    def __repr__(self) -> str:
+        return f"SAEClamp(latent {self.latent} at {self.site}, scale {self.scale:.4g}, d_sae {self.sae.cfg.d_sae})"
+
     @contextmanager
     def apply(self, lm: LoadedModel, coefficient: float = 1.0, positions: str | Tensor = "all") -> Iterator[None]:
         with sae_clamp(lm, self.sae, self.latent, coefficient * self.scale, self.site, positions):

@@ -56,6 +56,17 @@ class SteeringVector:
     def sites(self) -> list[str]:
         return list(self.vectors)
 
+    def __repr__(self) -> str:
+        """One line: method, sites with shapes and norms, pairs and model (not the numbers themselves)."""
+        m = self.meta
+        sites = ", ".join(
+            f"{s} {'x'.join(map(str, v.shape))} norm {m['norms'][s]:.4g}" for s, v in self.vectors.items()
+        )
+        return (
+            f"SteeringVector({m.get('method', '?')} at {sites}; pairs {m.get('n_pairs', '?')}; "
+            f"model {m.get('model', '?')} {m.get('fingerprint', '')})".replace(" )", ")")
+        )
+
     @property
     def d_model(self) -> int:
         return int(next(iter(self.vectors.values())).shape[-1])
