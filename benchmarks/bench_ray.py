@@ -8,7 +8,8 @@ warm (workers started and the model loaded once before the timed runs, as in a l
 Every variant uses one torch thread per worker (the driver too), so 2 workers use 2 cores. The order of the
 variants alternates between repeats.
 
-Usage: python benchmarks/bench_ray.py [--repeats 3] [--d-model 256] [--layers 4] [--new-tokens 16]
+Install: `make install` (the `ray` extra; no model download: the model is built here), then
+    python benchmarks/bench_ray.py [--repeats 3] [--d-model 256] [--layers 4] [--new-tokens 16]
 """
 
 from __future__ import annotations

