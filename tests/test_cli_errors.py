@@ -219,3 +219,27 @@ def test_interrupt_exits_130_with_one_line(files, monkeypatch):
     assert result.exit_code == 130
     assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith("interrupted;")
     assert "finished work is kept" in result.stderr
+
+
+def _commands(command, path):
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, [*path, name])
+    else:
+        yield path, command
+
+
+def test_every_help_page_is_readable_in_80_columns():
+    """No line wider than the terminal, and every option's full name shown (none cut short with an ellipsis)."""
+    import typer.main
+
+    from steerscope.cli import app as cli_app
+
+    runner = CliRunner()
+    for path, command in _commands(typer.main.get_command(cli_app), []):
+        result = runner.invoke(cli_app, [*path, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (path, result.output)
+        assert max(len(line) for line in result.output.splitlines()) <= 80, path
+        names = [o for p in command.params if p.param_type_name == "option" for o in p.opts if o.startswith("--")]
+        assert all(name in result.output for name in names), path
+        assert "…" not in result.output, path

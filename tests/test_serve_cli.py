@@ -55,7 +55,8 @@ def test_a_taken_port_is_refused_before_the_model_loads(taken_port):
 
 
 def test_a_host_others_can_reach_is_warned_about(taken_port):
-    result = CliRunner().invoke(app, ["serve", "x", "--host", "0.0.0.0", "--port", str(taken_port)])
+    args = ["serve", "x", "--host", "0.0.0.0", "--port", str(taken_port), "--api-key", "k"]  # off loopback: a key
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2  # the port is taken there too: nothing listens on the network in this test
     assert "warning: listening on 0.0.0.0: anyone who can reach this machine" in " ".join(result.stdout.split())
     for host in ("0.0.0.0", "::", "192.168.1.5", "my-laptop.local"):

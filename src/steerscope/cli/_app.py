@@ -54,8 +54,13 @@ class Boundary(TyperGroup):
             raise typer.Exit(INTERRUPTED_EXIT) from None
 
 
+# Plain click help (no rich panels): it wraps every column and never cuts an option name short, so `--help`
+# stays readable in an 80-column terminal (rich's tables truncated names such as --repetition-penalty there).
+HELP_MARKUP = None
+
 app = typer.Typer(
     cls=Boundary,
+    rich_markup_mode=HELP_MARKUP,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._app import (
+    HELP_MARKUP,
     Device,
     DeviceMap,
     Dtype,
@@ -30,7 +31,7 @@ from ._app import (
     set_threads,
 )
 
-sae_app = typer.Typer(
+sae_app = typer.Typer(rich_markup_mode=HELP_MARKUP, 
     help="Sparse autoencoders: train, inspect features, compare with steering vectors.", no_args_is_help=True
 )
 app.add_typer(sae_app, name="sae")

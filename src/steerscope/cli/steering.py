@@ -10,6 +10,7 @@ import typer
 
 from ..methods import METHODS
 from ._app import (
+    HELP_MARKUP,
     MODEL_HELP,
     BatchSize,
     Device,
@@ -30,7 +31,7 @@ from ._app import (
     refuse_existing,
 )
 
-vectors_app = typer.Typer(
+vectors_app = typer.Typer(rich_markup_mode=HELP_MARKUP, 
     help="Inspect steering-vector files; export and import llama.cpp control vectors.", no_args_is_help=True
 )
 app.add_typer(vectors_app, name="vectors")
@@ -223,7 +224,7 @@ def vectors_import(
     console.print(f"saved {target}")
 
 
-pairs_app = typer.Typer(help="Contrast pairs.", no_args_is_help=True)
+pairs_app = typer.Typer(rich_markup_mode=HELP_MARKUP, help="Contrast pairs.", no_args_is_help=True)
 app.add_typer(pairs_app, name="pairs")
 
 
