@@ -5,6 +5,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+from test_commands import parse_with_cli
 
 from steerscope.demo import Demo, horizon_ks, run_demo
 
@@ -65,6 +66,8 @@ def test_quick_demo_report_has_every_section_with_figures_and_commands(tmp_path)
         "steerscope refusal default",
     ):
         assert command in commands
+    lines = [line for line in commands.splitlines() if line.startswith("steerscope ")]
+    assert len(lines) >= 6 and all(parse_with_cli(line) for line in lines)  # each parses with the real CLI
     results = json.loads((tmp_path / "demo" / "demo.json").read_text())
     # Two scored candidates in the quick run may both fail the published filters: then the report says so.
     assert "chosen" in results["refusal"] or "no candidate passed" in results["refusal"]["error"]

@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 
 from ._version import __version__
+from .core.commands import command as cli_command
 from .core.io import write_json
 from .core.models import LoadedModel, load_model
 from .core.runs import RunFolder, model_info, package_versions
@@ -90,9 +91,8 @@ def _depth_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Console
     run = DepthRun(models=[demo.model], out=folder.path("depth"), text=text, overwrite=True)  # inside our folder
     out, rows = run_horizon(run, ks=ks, console=console, lm=lm)
     row = rows[0]
-    command = (
-        f"steerscope horizon {demo.model} --n {s.text_n} --seq-len {s.text_len} "
-        f"--ks {','.join(map(str, ks))} --out runs/horizon"
+    command = cli_command(
+        "horizon", demo.model, n=s.text_n, seq_len=s.text_len, ks=",".join(map(str, ks)), out="runs/horizon"
     )
     images = [html.image(p, p.name) for p in sorted(out.rglob("*.png"))]
     body = html.join(
@@ -134,12 +134,15 @@ def _steering_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str,
     )
     share = {label: float(np.mean([v >= 0.05 for v in sentiment_compound(t)])) for label, t in texts.items()}
     rows = [{"prompt": p, **{label: texts[label][i].strip() for label in texts}} for i, p in enumerate(prompts)]
-    prompt_args = " ".join(f'--prompt "{p}"' for p in prompts)
-    command = (
-        f"steerscope extract {demo.model} --method mean_diff --pairs sentiment --n-pairs {s.n_pairs} --site {site} "
-        f"--out sentiment.safetensors\nsteerscope generate {demo.model} --vector sentiment.safetensors "
-        f"--coefficient {c:g} --coefficient {-c:g} --max-new-tokens {s.max_new_tokens} {prompt_args}"
-    )
+    extract = cli_command(
+        "extract", demo.model, method="mean_diff", pairs="sentiment", n_pairs=s.n_pairs, site=site,
+        out="sentiment.safetensors",
+    )  # fmt: skip
+    generate = cli_command(
+        "generate", demo.model, vector="sentiment.safetensors", coefficient=[c, -c],
+        max_new_tokens=s.max_new_tokens, prompt=list(prompts),
+    )  # fmt: skip
+    command = f"{extract}\n{generate}"
     body = html.join(
         html.paragraph(
             f"A mean-difference vector from {s.n_pairs} built-in sentiment pairs at ",
@@ -244,14 +247,13 @@ def _refusal_part(demo: Demo, lm: LoadedModel, folder: RunFolder, console: Conso
         export_model=s.refusal_export,
         overwrite=True,  # inside the demo's own folder
     )
-    command = (
-        f"steerscope refusal {demo.model} --n-val {s.refusal_n_val} --n-fit {s.refusal_n_fit} --layer-step {step}"
-        + (" --last-positions 1" if demo.quick else "")
-        + f" --induce-min baseline --n-test {s.refusal_n_test} --max-new-tokens {s.refusal_new_tokens}"
-        + ("" if s.refusal_export else " --no-export")
-        + "\n# the full protocol (every layer and post-instruction position, 48 test prompts):\n"
-        f"steerscope refusal {demo.model} --induce-min baseline"
-    )
+    quick = cli_command(
+        "refusal", demo.model, n_val=s.refusal_n_val, n_fit=s.refusal_n_fit, layer_step=step,
+        last_positions=1 if demo.quick else None, induce_min="baseline", n_test=s.refusal_n_test,
+        max_new_tokens=s.refusal_new_tokens, no_export=not s.refusal_export,
+    )  # fmt: skip
+    full = cli_command("refusal", demo.model, induce_min="baseline")
+    command = f"{quick}\n# the full protocol (every layer and post-instruction position, 48 test prompts):\n{full}"
     try:
         out, summary = run_refusal(run, console, lm=lm)
     except RuntimeError as exc:  # no candidate passed the published filters: show what was scored
@@ -350,10 +352,12 @@ def run_demo(demo: Demo, console: Console | None = None) -> Path:
                     "Train one, find features from contrast pairs and steer with them:"
                 ),
                 html.code_block(
-                    f"steerscope sae train {demo.model} --site {site_name('resid_pre', lm.n_layers // 3)} "
-                    "--out runs/sae\n"
-                    f"steerscope sae features runs/sae --model {demo.model} --pairs sentiment\n"
-                    f"steerscope sae steer runs/sae --model {demo.model} --latent N --mode clamp"
+                    cli_command("sae train", demo.model, site=site_name("resid_pre", lm.n_layers // 3), out="runs/sae")
+                    + "\n"
+                    + cli_command("sae features", "runs/sae", model=demo.model, pairs="sentiment")
+                    + "\n"
+                    + cli_command("sae steer", "runs/sae", model=demo.model, latent=0, mode="clamp")
+                    + "  # --latent: a number that `sae features` listed"
                 ),
             ),
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
+from ..core.commands import command
 from ..core.positions import POSITION_SPECS
 from ..core.validate import finite, whole
 from ..steering.vector import SteeringVector
@@ -108,13 +109,12 @@ class Plan:
         g = self.generation
         coefficients = [c.coefficient for c in self.columns if c.steered]
         if len(self.sources) == 1:
-            args = ["steerscope", "generate", self.model, "--vector", vector_paths[0]]
-            for c in coefficients:
-                args += ["--coefficient", f"{c:g}"]
-            args += ["--positions", self.positions, "--prompt", self.prompt]
-            args += ["--max-new-tokens", str(g["max_new_tokens"]), "--seed", str(g["seed"])]
-            args += ["--repetition-penalty", f"{g['repetition_penalty']:g}"] + (["--sample"] if g["do_sample"] else [])
-            return {"commands": [*commands, shlex.join(args)]}
+            generate = command(
+                "generate", self.model, vector=vector_paths[0], coefficient=coefficients, positions=self.positions,
+                prompt=[self.prompt], max_new_tokens=g["max_new_tokens"], seed=g["seed"],
+                repetition_penalty=float(g["repetition_penalty"]), sample=bool(g["do_sample"]),
+            )  # fmt: skip
+            return {"commands": [*commands, generate]}
         second = self.columns[-1].second
         python = "\n".join(
             [

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..core.commands import command_args
 from ..core.models import LoadedModel
 from ..core.sites import parse_site
 from ..methods import METHODS, fit, get_method
@@ -56,9 +57,10 @@ class FitSpec:
 
     def extract_command(self, model: str, out: str) -> list[str]:
         """The `steerscope extract` arguments that fit the same vector."""
-        args = ["steerscope", "extract", model, "--pairs", self.label, "--n-pairs", str(self.n_pairs)]
-        args += ["--method", self.method, "--site", self.site]
-        return args + (["--read", self.read] if self.read else []) + ["--out", out]
+        return command_args(
+            "extract", model, pairs=self.label, n_pairs=self.n_pairs, method=self.method, site=self.site,
+            read=self.read, out=out,
+        )  # fmt: skip
 
 
 class VectorLibrary:
