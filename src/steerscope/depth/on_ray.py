@@ -17,18 +17,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
 from ..core.cluster import RaySpec, connect, require_ray
 from ..core.io import write_json
 from ..core.runs import RunFolder, progress_bar, slug
+from .records import DepthRun
 
-if TYPE_CHECKING:
-    from .run import DepthRun
-
-OneModel = Callable[["DepthRun", Console], tuple[Path, list[dict]]]
+OneModel = Callable[[DepthRun, Console], tuple[Path, list[dict]]]
 TASKS = ".ray-tasks"  # a slug never starts with a dot, so no model folder is called this
 
 

@@ -9,7 +9,6 @@ settings, and is refused, naming the settings that differ, otherwise (`restart` 
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -18,16 +17,14 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from .._version import __version__
 from ..core.cluster import RaySpec
 from ..core.corpus import token_sequences
 from ..core.io import write_csv, write_json
-from ..core.models import LoadedModel, load_model, parse_device_map, parse_max_memory
-from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar, slug
+from ..core.models import LoadedModel, load_model
+from ..core.runs import RunFolder, check_settings, model_info, progress_bar, slug
 from ..core.validate import BadNumberError, finite, whole
-from ..render import html
 from . import figures
 from .capability import TASK_NAMES, capability_batch, make_task, summarize_capability
 from .horizon import (
@@ -42,57 +39,20 @@ from .horizon import (
 from .norms import measure_norms
 from .on_ray import rows_on_ray
 from .profile import parse_profile_ks, profile_batch, profile_cost, summarize_profile
+from .records import DepthRun, TextSpec
+from .summary import print_summary, scaling_sentence, variant_rows, write_summary
 
-
-@dataclass(frozen=True)
-class TextSpec:
-    """Which natural text: the source, N sequences of T tokens, the batch size and selection seed."""
-
-    source: str = "wikipedia"
-    n: int = 64
-    seq_len: int = 128
-    batch_size: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        whole(self.n, "the number of sequences (--n)", 1)
-        whole(self.seq_len, "tokens per sequence (--seq-len)", 3)  # positions 1..T-2 are scored
-        whole(self.batch_size, "the batch size (--batch-size)", 1)
-        whole(self.seed, "the selection seed (--seed)", 0)
-        if not isinstance(self.source, str) or not self.source.strip():
-            raise BadNumberError(f"the text source (--text) must be a name or a file path, got {self.source!r}")
-
-
-@dataclass
-class DepthRun:
-    models: list[str]
-    out: Path
-    text: TextSpec = field(default_factory=TextSpec)
-    fit_range: tuple[float, float] = (0.2, 0.8)
-    n_boot: int = 1000
-    overwrite: bool = False
-    dtype: str = "float32"
-    device: str = "cpu"
-    restart: bool = False  # discard an unfinished run in `<out>.partial` made with other settings
-    trust_remote_code: bool = False  # run Python code shipped in a model folder (see load_model)
-    device_map: str | dict = ""  # split each model over devices (load_model); "" keeps it on `device`
-    max_memory: str | dict = ""  # accelerate's budget per device for device_map
-
-    def __post_init__(self) -> None:
-        parse_device_map(self.device_map or None)  # a bad map or budget is refused before any work
-        parse_max_memory(self.max_memory or None)
-        whole(self.n_boot, "bootstrap resamples (--n-boot)", 1)
-        lo, hi = (finite(x, "the growth fit range (--fit-range)", 0.0, 1.0) for x in self.fit_range)
-        if not lo < hi:
-            raise BadNumberError(f"the growth fit range (--fit-range) must be two fractions lo < hi, got {lo:g},{hi:g}")
-        self.fit_range = (lo, hi)
-        if not self.models:
-            raise BadNumberError("name at least one model")
-
-    def settings(self, kind: str, **more) -> dict:
-        """What the folder's results depend on (the run folder resumes only a run with equal settings)."""
-        base = {"text": asdict(self.text), "fit_range": list(self.fit_range), "n_boot": self.n_boot}
-        return {"kind": kind, "models": list(self.models), **base, "dtype": self.dtype, "version": __version__} | more
+# The summary helpers are also reached from here by the CLI and the depth instruments.
+__all__ = [
+    "DepthRun",
+    "HorizonPlan",
+    "TextSpec",
+    "print_summary",
+    "run_horizon",
+    "run_norms",
+    "scaling_sentence",
+    "variant_rows",
+]
 
 
 def _batches(lm: LoadedModel, text: TextSpec) -> list[torch.Tensor]:
@@ -145,14 +105,14 @@ def run_norms(
     folder = RunFolder(run.out, run.settings("norms"), run.overwrite, run.restart)
     if cluster is not None:
         rows = rows_on_ray(cluster, run, folder, lambda one, c: run_norms(one, c), console)
-        _write_summary(folder, rows, "norms", run)
+        write_summary(folder, rows, "norms", run)
         return folder.commit(), rows
     rows, lent = [], lm
     with progress_bar(console) as progress:
         for spec, lm in _each_model(run, console, lent):
             result = _norms_for(lm, spec, run, _batches(lm, run.text), folder, progress)
             rows.append(_summary_row(result))
-    _write_summary(folder, rows, "norms", run)
+    write_summary(folder, rows, "norms", run)
     return folder.commit(), rows
 
 
@@ -261,7 +221,7 @@ def run_horizon(
     if cluster is not None:
         rows = rows_on_ray(cluster, run, folder, lambda one, c: run_horizon(one, console=c, plan=plan), console)
         results = [json.loads(folder.path(slug(m), "horizon.json").read_text()) for m in run.models]
-        _write_summary(folder, rows, "horizon", run, plan, results)
+        write_summary(folder, rows, "horizon", run, plan, results)
         return folder.commit(), rows
     rows, results, lent = [], [], lm
     with progress_bar(console) as progress:
@@ -297,7 +257,7 @@ def run_horizon(
             _write_model_results(lm, base, result, plan)
             rows.append(_summary_row(norms, result))
             results.append(result)
-    _write_summary(folder, rows, "horizon", run, plan, results)
+    write_summary(folder, rows, "horizon", run, plan, results)
     return folder.commit(), rows
 
 
@@ -399,121 +359,3 @@ def _profile(lm, spec, run: DepthRun, plan: HorizonPlan, batches, ks, means, fol
     }
     summary = summarize_profile(ks, joined, plan.thresholds.get("delta_ce", 0.1))
     return {**summary, "variant": variant.to_dict(), "variant_text": variant.describe()}
-
-
-def variant_rows(result: dict) -> list[dict]:
-    """One row per variant of one model's horizon result: k* by each threshold and capability, and k*/L."""
-    L = result["n_layers"]
-    rows = []
-    for name, summary in result["variants"].items():
-        row: dict = {"model": result["model"], "variant": name, "L": L}
-        for metric in ("delta_ce", "kl"):
-            star = summary["k_star"].get(metric, {}).get("k")
-            row[f"k* {metric}"] = star
-            row[f"k*/L {metric}"] = None if star is None else round(star / L, 3)
-        for task, by_variant in result.get("capabilities", {}).items():
-            cap = by_variant[name]
-            row[f"clean {task}"] = round(cap["clean"], 3)
-            row[f"k* {task}"] = cap["k_star"]
-            row[f"k*/L {task}"] = None if cap["k_star"] is None else round(cap["k_star"] / L, 3)
-        rows.append(row)
-    return rows
-
-
-def scaling_sentence(rows: list[dict]) -> str:
-    """What the models of a run can and cannot support about how k* scales."""
-    n = len(rows)
-    depths = sorted({r["layers"] for r in rows})
-    if n < 2:
-        return "One model: a horizon, not a scaling law; run several models for a cross-model table."
-    text = (
-        f"{n} models with {len(depths)} distinct depths ({', '.join(map(str, depths))}). "
-        "They differ in more than depth (width, training data and length, architecture family), so any trend "
-        "below mixes these factors. "
-    )
-    if n < 5:
-        return text + (
-            f"With {n} points no trend of k*/L against depth or norm growth can be told apart from chance "
-            "(a rank correlation needs at least 5 models to reach p < 0.05 even when perfect); read the figures as "
-            "the models' positions, not as a scaling law."
-        )
-    return text + (
-        f"With {n} points a rank correlation is meaningful only if strong; a scaling law needs models that differ "
-        "in depth alone."
-    )
-
-
-def _write_summary(folder: RunFolder, rows: list[dict], kind: str, run: DepthRun, plan=None, results=()) -> None:
-    versions = package_versions()
-    write_json(
-        folder.path("summary.json"), {"kind": kind, "steerscope": __version__, "versions": versions, "rows": rows}
-    )
-    write_csv(folder.path("summary.csv"), rows)
-    sections = [("Summary", html.table(rows))]
-    text = run.text
-    sections.append(
-        (
-            "Text",
-            html.paragraph(
-                f"{text.n} sequences of {text.seq_len} tokens from ",
-                html.code(text.source),
-                f" (selection seed {text.seed}); norms exclude position 0.",
-            ),
-        )
-    )
-    if kind == "horizon":
-        listed = html.join(*(html.paragraph(html.bold(name), ": ", v.describe()) for name, v in plan.variants.items()))
-        sections.append(("Variants", listed))
-        table = [r for result in results for r in variant_rows(result)]
-        write_csv(folder.path("variants.csv"), table)
-        sections.append(("k* by variant", html.table(table)))
-        sections.append(("What these models can support", html.paragraph(scaling_sentence(rows))))
-        if len(rows) > 1:
-            for name, key, label in (
-                ("kstar_vs_depth.png", "layers", "layers"),
-                ("kstar_vs_growth.png", "growth_raw", "norm growth per layer (raw)"),
-            ):
-                figures.scaling_figure(rows, key, label, folder.path(name))
-                sections.append((f"k*/L against {label}", html.image(folder.path(name), name)))
-    for row in rows:
-        base = folder.path(slug(row["model"]))
-        images = html.join(*(html.image(p, p.name) for p in sorted(base.glob("*.png"))))
-        sections.append((row["model"], images))
-    folder.path("index.html").write_text(html.page(f"steerscope {kind}", sections), encoding="utf-8")
-
-
-_SHORT = {
-    "model": "model",
-    "family": "family",
-    "layers": "L",
-    "d_model": "d",
-    "growth_raw": "growth raw",
-    "growth_centred": "growth centred",
-    "k_star_delta_ce": "k* dCE",
-    "k_star_delta_ce_over_layers": "k*/L dCE",
-    "k_star_kl": "k* KL",
-    "k_star_kl_over_layers": "k*/L KL",
-    "clean_ce": "clean CE",
-}
-
-
-def print_summary(rows: list[dict], console: Console, title: str, folder: Path | None = None) -> None:
-    """One-screen table of the summary rows (and, for a horizon run in `folder`, k* by variant)."""
-    if not rows:
-        return
-    keys = [k for k in _SHORT if k in rows[0]]
-    _print_table(console, title, [{_SHORT[k]: row.get(k) for k in keys} for row in rows])
-    by_variant = folder / "variants.csv" if folder is not None else None
-    if by_variant is not None and by_variant.is_file():
-        with by_variant.open(newline="", encoding="utf-8") as f:
-            _print_table(console, "k* by variant", list(csv.DictReader(f)))
-        console.print(scaling_sentence(rows))
-
-
-def _print_table(console: Console, title: str, rows: list[dict]) -> None:
-    table = Table(title=title)
-    for key in rows[0]:
-        table.add_column(str(key))
-    for row in rows:
-        table.add_row(*(html.fmt(v) if not isinstance(v, str) else v for v in row.values()))
-    console.print(table)
