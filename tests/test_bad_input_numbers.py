@@ -348,17 +348,17 @@ def test_a_good_sae_config_still_reads():
      ("sizes", (4,), "odd"), ("seed", -1, "--seed")],
 )  # fmt: skip
 def test_maze_train_configs_refuse_bad_numbers(field, value, needle):
-    from steerscope.maze.train import TrainConfig
+    from steerscope.maze.train import PolicyTrainConfig
 
     with pytest.raises(BadNumberError, match=needle):
-        TrainConfig(**{field: value})
+        PolicyTrainConfig(**{field: value})
 
 
 def test_maze_training_refuses_a_batch_larger_than_the_data(tmp_path):
-    from steerscope.maze.train import TrainConfig, train
+    from steerscope.maze.train import PolicyTrainConfig, train
 
     with pytest.raises(BadNumberError, match="exceeds"):
-        train(tmp_path / "p", TrainConfig(n_mazes=1, steps=1, batch_size=10_000, sizes=(5,)), show_progress=False)
+        train(tmp_path / "p", PolicyTrainConfig(n_mazes=1, steps=1, batch_size=10_000, sizes=(5,)), show_progress=False)
     assert not (tmp_path / "p.partial").exists()
 
 
@@ -380,10 +380,10 @@ def test_cheese_runs_refuse_bad_numbers(tmp_path, field, value, needle):
      ("expansion", -2, "--expansion"), ("lr", INF, "--lr"), ("lr", -1e-3, "--lr"), ("l1_coefficient", NAN, "l1")],
 )  # fmt: skip
 def test_sae_train_configs_refuse_bad_numbers(field, value, needle):
-    from steerscope.sae.train import TrainConfig
+    from steerscope.sae.train import SAETrainConfig
 
     with pytest.raises(BadNumberError, match=needle):
-        TrainConfig(site="resid_pre.1", **{field: value})
+        SAETrainConfig(site="resid_pre.1", **{field: value})
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from steerscope import capture
 from steerscope.maze.cheese import cheese_experiment, cheese_vectors, decision_mazes, p_cheese, random_like
 from steerscope.maze.impala import PROCGEN_MOVE_ACTIONS, load_any_policy, load_procgen_policy, procgen_config
 from steerscope.maze.policy import CheckpointError, MazePolicy, PolicyConfig, load_policy, save_policy
-from steerscope.maze.train import STATE, TrainConfig, train
+from steerscope.maze.train import STATE, PolicyTrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = PolicyConfig(channels=(4, 8, 8), hidden=16)
-TINY_RUN = TrainConfig(n_mazes=8, steps=4, batch_size=16, checkpoint_every=2, eval_mazes=2, sizes=(5, 7))
+TINY_RUN = PolicyTrainConfig(n_mazes=8, steps=4, batch_size=16, checkpoint_every=2, eval_mazes=2, sizes=(5, 7))
 
 
 def _policy(cfg=SMALL, seed=0):
@@ -48,7 +48,7 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     assert 0.0 <= straight["success_train_distribution"] <= 1.0 and "behaviour cloning" in straight["method"]
     assert json.loads((tmp_path / "a" / "train.json").read_text())["samples"] == straight["samples"]
     with pytest.raises(ValueError, match="other settings"):
-        train(tmp_path / "a", TrainConfig(n_mazes=9, steps=4, eval_mazes=2), SMALL, show_progress=False)
+        train(tmp_path / "a", PolicyTrainConfig(n_mazes=9, steps=4, eval_mazes=2), SMALL, show_progress=False)
 
 
 @pytest.mark.parametrize("scale", [1, 2])

@@ -93,7 +93,7 @@ def _depth_case(kind, tiny_folder, monkeypatch):
             return depth_mod.run_norms(spec)
         return depth_mod.run_horizon(spec, ks=[1, 3])
 
-    return Case(run, lambda mp: _fail(mp, depth_mod, "_write_summary"), work, "n_boot")
+    return Case(run, lambda mp: _fail(mp, depth_mod, "write_summary"), work, "n_boot")
 
 
 def _sweep_case(tmp_path, monkeypatch):
@@ -127,7 +127,7 @@ def _sweep_case(tmp_path, monkeypatch):
 
 
 def _sae_case(tiny_folder, monkeypatch):
-    from steerscope.sae.train import TrainConfig, train_sae
+    from steerscope.sae.train import SAETrainConfig, train_sae
 
     lm = tiny_model("llama", tokenizer=True)
     starts = []
@@ -141,7 +141,7 @@ def _sae_case(tiny_folder, monkeypatch):
     state = {"pause": False}
 
     def run(out, changed=False, overwrite=False, restart=False):
-        cfg = TrainConfig(site="resid_pre.1", expansion=2, k=3 if changed else 4, tokens=700, seq_len=8,
+        cfg = SAETrainConfig(site="resid_pre.1", expansion=2, k=3 if changed else 4, tokens=700, seq_len=8,
                           batch_size=64, chunk_sequences=40, n_eval=4, source=str(tiny_folder / "docs.txt"),
                           checkpoint_every=2)  # fmt: skip
         stop = 3 if state.pop("pause", False) else None
@@ -160,7 +160,7 @@ def _sae_case(tiny_folder, monkeypatch):
 
 def _maze_train_case(monkeypatch):
     from steerscope.maze.policy import PolicyConfig
-    from steerscope.maze.train import TrainConfig, train
+    from steerscope.maze.train import PolicyTrainConfig, train
 
     starts = []
     real = training_mod.TrainingLoop.run
@@ -173,7 +173,7 @@ def _maze_train_case(monkeypatch):
     state = {"pause": False}
 
     def run(out, changed=False, overwrite=False, restart=False):
-        cfg = TrainConfig(n_mazes=9 if changed else 8, steps=4, batch_size=16, checkpoint_every=2, eval_mazes=2,
+        cfg = PolicyTrainConfig(n_mazes=9 if changed else 8, steps=4, batch_size=16, checkpoint_every=2, eval_mazes=2,
                           sizes=(5, 7))  # fmt: skip
         stop = 2 if state.pop("pause", False) else None
         result = train(out, cfg, PolicyConfig(channels=(4, 8, 8), hidden=16), show_progress=False, stop_after=stop,

@@ -15,7 +15,7 @@ from steerscope.sae.features import auroc, find_features, rank_latents, text_lat
 from steerscope.sae.model import SAEConfig, SparseAutoencoder
 from steerscope.sae.saelens import SAEFileError, hook_to_site, load_saelens, save_saelens, site_to_hook
 from steerscope.sae.steer import sae_add_vector, sae_clamp
-from steerscope.sae.train import TrainConfig, train_sae
+from steerscope.sae.train import SAETrainConfig, train_sae
 from steerscope.steering.pairs import ContrastPair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -295,7 +295,7 @@ def _cfg(corpus, **kw):
         checkpoint_every=4,
         dead_tokens=500,
     )
-    return TrainConfig(**{**base, **kw})
+    return SAETrainConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("arch", ["topk", "standard"])

@@ -34,11 +34,13 @@ def train(
     threads: Threads = 1,
 ) -> None:
     """Behaviour cloning from a shortest-path oracle on training mazes (cheese in the top-right 5x5 region)."""
-    from ..maze.train import TrainConfig
+    from ..maze.train import PolicyTrainConfig
     from ..maze.train import train as run_training
 
     set_threads(threads)
-    cfg = TrainConfig(n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_mazes=eval_mazes)
+    cfg = PolicyTrainConfig(
+        n_mazes=n_mazes, steps=steps, batch_size=batch_size, lr=lr, seed=seed, eval_mazes=eval_mazes
+    )
     result = run_training(out, cfg, overwrite=overwrite, restart=restart)
     console.print(
         f"trained in {result['train_seconds']:.0f}s ({result['method']}); greedy success: "

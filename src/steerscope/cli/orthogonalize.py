@@ -23,7 +23,7 @@ def orthogonalize(
     trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Remove a direction from every weight that writes into the residual stream and save the model."""
-    from ..steering.export import export_orthogonalized
+    from ..steering.orthogonalized_export import export_orthogonalized
 
     with console.status(f"loading {model} and editing its weights ..."):
         record = export_orthogonalized(

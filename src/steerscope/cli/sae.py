@@ -68,11 +68,11 @@ def train(
     max_memory: MaxMemory = "",
 ) -> None:
     """Train an SAE on streamed activations; saves cfg.json + sae_weights.safetensors (SAELens layout)."""
-    from ..sae.train import TrainConfig, train_sae
+    from ..sae.train import SAETrainConfig, train_sae
 
     set_threads(threads)
     arch = "standard" if architecture == "relu" else architecture
-    cfg = TrainConfig(
+    cfg = SAETrainConfig(
         site=site,
         expansion=expansion,
         architecture=arch,

@@ -3,7 +3,7 @@
 from .cheese import cheese_experiment, cheese_vectors
 from .env import Maze, MazeEnv
 from .policy import CheckpointError, MazePolicy, PolicyConfig, load_policy, save_policy
-from .train import TrainConfig, train
+from .train import PolicyTrainConfig, train
 
 __all__ = [
     "CheckpointError",
@@ -11,7 +11,7 @@ __all__ = [
     "MazeEnv",
     "MazePolicy",
     "PolicyConfig",
-    "TrainConfig",
+    "PolicyTrainConfig",
     "cheese_experiment",
     "cheese_vectors",
     "load_policy",

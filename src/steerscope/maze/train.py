@@ -27,7 +27,7 @@ EVAL_SEED_OFFSET = 1_000_000  # held-out training-distribution mazes use seeds f
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class PolicyTrainConfig:
     """Behaviour-cloning settings; `sizes` are the maze sizes drawn from, `region` the cheese region."""
 
     n_mazes: int = 5000
@@ -90,7 +90,7 @@ def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
+def _lr(cfg: PolicyTrainConfig, step: int) -> float:
     warmup = max(1, cfg.steps // 50)
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
@@ -99,7 +99,7 @@ def _lr(cfg: TrainConfig, step: int) -> float:
 
 def train(
     out: str | Path,
-    cfg: TrainConfig | None = None,
+    cfg: PolicyTrainConfig | None = None,
     policy_cfg: PolicyConfig | None = None,
     show_progress: bool = True,
     stop_after: int | None = None,
@@ -112,7 +112,7 @@ def train(
     `stop_after`: pause after this many steps (the state is saved; call again to go on).
     `overwrite`: replace a finished `out`; `restart`: discard an unfinished run with other settings.
     """
-    cfg, policy_cfg = cfg or TrainConfig(), policy_cfg or PolicyConfig()
+    cfg, policy_cfg = cfg or PolicyTrainConfig(), policy_cfg or PolicyConfig()
     if policy_cfg.obs_size != OBS_SIZE or policy_cfg.n_actions != 4:
         raise ValueError(f"the trainer needs obs_size={OBS_SIZE} and 4 actions, got {policy_cfg}")
     settings = {"train": asdict(cfg), "policy": asdict(policy_cfg)}
@@ -168,7 +168,7 @@ def train(
     return result
 
 
-def held_out_training_mazes(cfg: TrainConfig) -> list[Maze]:
+def held_out_training_mazes(cfg: PolicyTrainConfig) -> list[Maze]:
     """Training-distribution mazes with seeds the trainer never used."""
     return [training_maze(EVAL_SEED_OFFSET + i, cfg.sizes) for i in range(cfg.eval_mazes)]
 

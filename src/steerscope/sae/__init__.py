@@ -6,14 +6,14 @@ from .methods import fit_sae_add, fit_sae_clamp
 from .model import SAEConfig, SparseAutoencoder
 from .saelens import SAEFileError, load_saelens, save_saelens
 from .steer import SAEClamp, sae_add_vector, sae_clamp
-from .train import TrainConfig, train_sae
+from .train import SAETrainConfig, train_sae
 
 __all__ = [
     "SAEClamp",
     "SAEConfig",
     "SAEFileError",
     "SparseAutoencoder",
-    "TrainConfig",
+    "SAETrainConfig",
     "find_features",
     "fit_sae_add",
     "fit_sae_clamp",

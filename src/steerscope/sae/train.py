@@ -37,7 +37,7 @@ STATE = "train_state.safetensors"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class SAETrainConfig:
     """SAE training settings; `tokens` counts training activations (positions after the first)."""
 
     site: str
@@ -83,7 +83,7 @@ def _lr_factor(step: int, total: int) -> float:
     return min(1.0, (step + 1) / warm, (total - step) / decay)
 
 
-def _loss(sae: SparseAutoencoder, x: torch.Tensor, cfg: TrainConfig, scale: float, dead: torch.Tensor):
+def _loss(sae: SparseAutoencoder, x: torch.Tensor, cfg: SAETrainConfig, scale: float, dead: torch.Tensor):
     pre = sae.pre_acts(x)
     f = sae.activate(pre)
     x_hat = sae.decode(f)
@@ -104,7 +104,7 @@ def _loss(sae: SparseAutoencoder, x: torch.Tensor, cfg: TrainConfig, scale: floa
 def train_sae(
     lm: LoadedModel,
     out: str | Path,
-    cfg: TrainConfig,
+    cfg: SAETrainConfig,
     show_progress: bool = True,
     stop_after: int | None = None,
     overwrite: bool = False,

@@ -52,8 +52,9 @@ class Ticket:
             raise Cancelled
 
 
-class Engine:
-    """A queue of tickets served by one thread; at most `max_streams` tickets are queued or running at once."""
+class ModelThread:
+    """The one thread that uses the model: a queue of tickets served one at a time; at most `max_streams`
+    tickets are queued or running at once."""
 
     def __init__(self, max_streams: int):
         self.max_streams = max_streams

@@ -27,7 +27,7 @@ from ..evaluate.fluency import completion_cross_entropy
 from ..steering.vector import SteeringVector
 from ..sweep.datasets import BUILTIN as CONCEPTS
 from ..sweep.datasets import ConceptTask, get_task
-from .engine import Engine, Ticket
+from .engine import ModelThread, Ticket
 from .plan import Column, Limits, Plan, SteerRequest, check_positions, make_plan
 from .vectors import VectorLibrary
 
@@ -96,7 +96,7 @@ class Playground:
         self.library = VectorLibrary(lm, vectors, self.limits.max_upload_bytes)
         self.runs = runs
         self.default_site = site_name("resid_pre", lm.n_layers // 3)
-        self.engine = Engine(self.limits.max_streams)
+        self.engine = ModelThread(self.limits.max_streams)
         self._unsteered: OrderedDict[tuple, tuple[str, float | None]] = OrderedDict()
         self._counter = copy.deepcopy(lm.tokenizer)  # a tokenizer is not to be shared with the model thread,
         self._counting = threading.Lock()  # nor between two requests being checked at once
