@@ -38,3 +38,24 @@ def test_output_folder_appears_only_when_complete(tmp_path):
     assert (out / "m" / "r.json").is_file(), "the old results stay until the new ones are complete"
     again.commit()
     assert sorted(p.name for p in out.iterdir()) == ["new.json"]
+
+
+def test_atomic_folder_is_all_or_nothing(tmp_path):
+    """A finished block renames the folder into place; an error leaves nothing; an existing folder is kept unless
+    replacing is asked for, and is replaced only once the new one is complete."""
+    from steerscope.core.io import atomic_folder
+
+    out = tmp_path / "model"
+    with atomic_folder(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+        assert not out.exists()
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(FileExistsError, match="overwrite"), atomic_folder(out):
+        pass
+    with pytest.raises(RuntimeError), atomic_folder(out, replace=True) as tmp:
+        (tmp / "a.txt").write_text("second")
+        raise RuntimeError("crash while writing")
+    assert (out / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    with atomic_folder(out, replace=True) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -6,7 +6,10 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,6 +35,31 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+@contextmanager
+def atomic_folder(target: str | Path, replace: bool = False) -> Iterator[Path]:
+    """`with atomic_folder(out) as tmp:` fill `tmp` (a new folder beside `out`); when the block ends without an
+    error it becomes `out` in one rename, replacing an existing `out` only when `replace` is true (otherwise an
+    existing one is refused before any work, and one that appears meanwhile makes the rename fail). On an error the
+    temporary folder is removed and `out` is untouched."""
+    target = Path(target)
+    if target.exists() and not replace:
+        raise FileExistsError(f"{target} exists; pass overwrite=True (CLI: --overwrite) or choose another folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        if replace and target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+            os.replace(target, old / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +18,7 @@ from torch import nn
 
 from .adapters import Adapter, adapter_for_config, get_module
 from .errors import SteerscopeError
+from .io import atomic_folder
 from .packages import MissingPackageError, packaged_file
 from .sites import all_site_names, split_site
 
@@ -541,14 +541,12 @@ def _load_gguf(path: Path, dtype, placement: dict | None = None):
 
 
 def _save_atomically(model, tok, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    """Cache the model; another process that cached the same model first wins (its folder is kept)."""
     try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        os.replace(tmp, target)
+        with atomic_folder(target) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
         if not target.exists():
             raise
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +21,7 @@ from torch import Tensor, nn
 
 from .adapters import get_module
 from .errors import SteerscopeError
+from .io import atomic_folder
 from .models import LoadedModel
 
 
@@ -112,21 +110,11 @@ def orthogonalize(lm: LoadedModel, direction: Tensor) -> dict:
 def export(lm: LoadedModel, out: str | Path, record: dict, overwrite: bool = False) -> Path:
     """Write the edited model and tokenizer as a Hugging Face folder, atomically."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (CLI: --overwrite) or choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_folder(out, replace=overwrite) as tmp:
         lm.model.save_pretrained(tmp)
         if lm.tokenizer is not None:
             lm.tokenizer.save_pretrained(tmp)
         (tmp / "steerscope_orthogonalization.json").write_text(
             json.dumps({**record, "source_model": lm.name}, indent=2) + "\n"
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
