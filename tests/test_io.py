@@ -58,4 +58,5 @@ def test_atomic_folder_is_all_or_nothing(tmp_path):
     assert (out / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     with atomic_folder(out, replace=True) as tmp:
         (tmp / "b.txt").write_text("second")
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
