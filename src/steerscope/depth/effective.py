@@ -14,13 +14,14 @@ A rule that no layer meets gives None. The paper's numbers for Qwen2.5-1.5B-Inst
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 RULES = ("cosine", "kl", "top5")
 
 #: Hu et al. 2512.14064 for Qwen2.5-1.5B-Instruct, as the issue quotes them: three definitions, of 28 layers
-PAPER = {"model": "Qwen2.5-1.5B-Instruct (Hu et al. 2512.14064)", "layers": 28, "depths": [16, 21, 23]}
+PAPER: dict[str, Any] = {"model": "Qwen2.5-1.5B-Instruct (Hu et al. 2512.14064)", "layers": 28, "depths": [16, 21, 23]}
 
 
 def last_sign_change(curve: Sequence[float]) -> int | None:
