@@ -62,6 +62,7 @@ def test_kl_and_top5_rules_on_hand_made_curves():
         4,
     )
     assert got["depths"] == {"cosine": 3, "kl": 3, "top5": 3}
+    assert got["cosine_by_sublayer"] == {"attn": 2, "mlp": 3}
     assert got["over_layers"]["kl"] == 0.75
     assert effective_depths(None, None, 4)["depths"] == {"cosine": None, "kl": None, "top5": None}
 

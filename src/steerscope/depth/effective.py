@@ -56,10 +56,11 @@ def depth_by_top5(top5: Sequence[float], threshold: float = 0.3) -> int | None:
 def effective_depths(contribution_rows: list[dict] | None, lens_rows: list[dict] | None, n_layers: int) -> dict:
     """The three effective depths (and / L) from per-layer contribution and logit-lens rows; None where absent."""
     depths: dict[str, int | None] = {rule: None for rule in RULES}
+    by_sublayer: dict[str, int | None] = {}
     if contribution_rows:
-        depths["cosine"] = depth_by_cosine(
-            [r["attn_cosine"] for r in contribution_rows], [r["mlp_cosine"] for r in contribution_rows]
-        )
+        curves = {part: [r[f"{part}_cosine"] for r in contribution_rows] for part in ("attn", "mlp")}
+        depths["cosine"] = depth_by_cosine(*curves.values())
+        by_sublayer = {part: depth_by_cosine(curve) for part, curve in curves.items()}
     if lens_rows:
         depths["kl"] = depth_by_kl([r["kl"] for r in lens_rows])
         depths["top5"] = depth_by_top5([r["top5"] for r in lens_rows])
@@ -67,5 +68,6 @@ def effective_depths(contribution_rows: list[dict] | None, lens_rows: list[dict]
         "layers": n_layers,
         "depths": depths,
         "over_layers": {k: None if v is None else v / n_layers for k, v in depths.items()},
+        "cosine_by_sublayer": by_sublayer,
         "paper": PAPER,
     }

@@ -277,12 +277,14 @@ def effective_depth_rows(results: list[dict]) -> list[dict]:
             d = eff["depths"][rule]
             row[rule] = d
             row[f"{rule} / L"] = None if d is None else round(d / r["n_layers"], 3)
+        by_sublayer = eff.get("cosine_by_sublayer") or {}
+        row["cosine: attn, mlp"] = ", ".join(str(by_sublayer.get(p)) for p in ("attn", "mlp")) if by_sublayer else None
         if "horizon" in r:
             star = r["horizon"]["k_star"]["delta_ce"]["k"]
             row["k* (dCE)"] = star
             row["k* / L"] = None if star is None else round(star / r["n_layers"], 3)
         rows.append(row)
-    paper = {"model": PAPER["model"], "L": PAPER["layers"]}
+    paper: dict = {"model": PAPER["model"], "L": PAPER["layers"]}
     for rule, d in zip(RULES, PAPER["depths"], strict=True):
         paper[rule] = d
         paper[f"{rule} / L"] = round(d / PAPER["layers"], 3)
