@@ -9,7 +9,7 @@ from reference import _readout, manual_stream
 from tiny_models import FAMILIES, random_ids, tiny_model
 
 from steerscope.core.hooks import capture, run_forward
-from steerscope.depth.lens import lens, lens_batch, lens_logits, lens_scores, lens_sites
+from steerscope.depth.lens import lens, lens_batch, lens_logits, lens_reference, lens_scores, lens_sites
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -86,4 +86,4 @@ def test_translator_is_applied_and_metrics_shapes():
 
 def test_lens_scores_refuse_mismatched_shapes():
     with pytest.raises(ValueError, match="differ"):
-        lens_scores(torch.zeros(1, 3, 10), torch.zeros(1, 3, 11), torch.zeros(1, 2, dtype=torch.long))
+        lens_scores(lens_reference(torch.zeros(1, 3, 10), torch.zeros(1, 2, dtype=torch.long)), torch.zeros(1, 3, 11))

@@ -19,6 +19,7 @@ over the whole batch at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,23 +49,47 @@ def lens_logits(lm: LoadedModel, layer: int, stream: Tensor, translator: Transla
     return readout(lm, stream)
 
 
-def lens_scores(final_logits: Tensor, lens: Tensor, targets: Tensor) -> dict[str, Tensor]:
-    """Per-sequence metrics of lens logits against the model's ([B, P, V] each, P = positions 1..T-1).
+@dataclass
+class LensReference:
+    """The model's side of every lens comparison on one batch (computed once, not once per layer)."""
 
-    targets: [B, P-1] next-token ids of positions 1..T-2. Returns float64 [B] tensors: kl, top1, top5, ce.
-    One sequence at a time, so no more than one [P, V] temporary per kind is made.
+    probs: Tensor  # [B, P, V] float32, positions 1..T-1
+    neg_entropy: Tensor  # [B, P] sum p log p
+    top5: Tensor  # [B, P, 5] the model's top-5 tokens, best first
+    targets: Tensor  # [B, P-1] next-token ids of positions 1..T-2
+
+
+def lens_reference(final_logits: Tensor, targets: Tensor) -> LensReference:
+    """Prepare the model's distribution at positions 1..T-1 ([B, P, V] logits) and the next tokens."""
+    logp = torch.log_softmax(final_logits.float(), dim=-1)
+    probs = logp.exp()
+    return LensReference(
+        probs=probs,
+        neg_entropy=torch.linalg.vecdot(probs, logp),
+        top5=logp.topk(5, dim=-1).indices,
+        targets=targets.to(logp.device),
+    )
+
+
+def lens_scores(ref: LensReference, lens: Tensor) -> dict[str, Tensor]:
+    """Per-sequence metrics of lens logits ([B, P, V]) against the model's (`lens_reference`): float64 [B] each.
+
+    KL = sum p log p - (sum p z - logsumexp z) for lens logits z, one sequence at a time, so no [B, P, V]
+    log-softmax of the lens is ever made.
     """
-    if lens.shape != final_logits.shape:
-        raise ValueError(f"lens logits {tuple(lens.shape)} and model logits {tuple(final_logits.shape)} differ")
+    if lens.shape != ref.probs.shape:
+        raise ValueError(f"lens logits {tuple(lens.shape)} and model logits {tuple(ref.probs.shape)} differ")
     out: dict[str, list[Tensor]] = {m: [] for m in LENS_METRICS}
     for b in range(lens.shape[0]):
-        logp = torch.log_softmax(final_logits[b].float(), dim=-1)
-        logq = torch.log_softmax(lens[b].float(), dim=-1)
-        out["kl"].append((logp.exp() * (logp - logq)).sum(-1).clamp_min(0).mean())
-        top_p, top_q = logp.topk(5, dim=-1).indices, logq.topk(5, dim=-1).indices
-        out["top1"].append((top_p[:, 0] == top_q[:, 0]).float().mean())
-        out["top5"].append((top_q.unsqueeze(-1) == top_p.unsqueeze(-2)).any(-1).float().sum(-1).div(5).mean())
-        out["ce"].append(-logq[:-1].gather(-1, targets[b].unsqueeze(-1).to(logq.device)).mean())
+        z = lens[b].float()
+        peak = z.max(-1).values
+        lse = (z - peak.unsqueeze(-1)).exp_().sum(-1).log_() + peak
+        out["kl"].append((ref.neg_entropy[b] - (torch.linalg.vecdot(ref.probs[b], z) - lse)).clamp_min(0).mean())
+        top = z.topk(5, dim=-1).indices
+        model_top = ref.top5[b]
+        out["top1"].append((top[:, 0] == model_top[:, 0]).float().mean())
+        out["top5"].append((top.unsqueeze(-1) == model_top.unsqueeze(-2)).any(-1).float().sum(-1).div(5).mean())
+        out["ce"].append((lse[:-1] - z[:-1].gather(-1, ref.targets[b].unsqueeze(-1)).squeeze(-1)).mean())
     return {m: torch.stack(v).double().cpu() for m, v in out.items()}
 
 
@@ -88,10 +113,11 @@ def lens_batch(
         logits = run_forward(lm, ids).logits
     final = logits[:, 1:]
     targets = ids[:, 2:]
+    ref = lens_reference(final, targets)
     out: dict[str, list[list[float]]] = {m: [] for m in LENS_METRICS}
     with torch.no_grad():
         for n, site in enumerate(sites):
-            scores = lens_scores(final, lens_logits(lm, n, cache.pop(site)[:, 1:], translator), targets)
+            scores = lens_scores(ref, lens_logits(lm, n, cache.pop(site)[:, 1:], translator))
             for m in LENS_METRICS:
                 out[m].append(scores[m].tolist())
             if on_layer is not None:
