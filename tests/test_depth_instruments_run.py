@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from cli_checks import bad
 from test_depth_runner import _Sections
 from tiny_models import save_tiny, tiny_text_file
 from typer.testing import CliRunner
@@ -84,14 +85,13 @@ def test_lens_and_depth_commands_and_bad_input(setup):
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp / "d" / "tiny" / "depth.json").read_text())["skipping"]["swap"] == []
-    bad = runner.invoke(app, ["depth", *base, "--instruments", "lens,xray", "--out", str(tmp / "b")])
-    assert bad.exit_code == 2 and "unknown depth instrument 'xray'" in " ".join(bad.output.split())
-    missing = runner.invoke(
-        app, ["lens", *base, "--tuned-lens", str(tmp / "nope.safetensors"), "--out", str(tmp / "m")]
-    )
-    assert missing.exit_code == 2 and "cannot read the tuned lens" in " ".join(missing.output.split())
-    steps = runner.invoke(app, ["lens", *base, "--tuned", "--tuned-steps", "0", "--out", str(tmp / "s")])
-    assert steps.exit_code == 2 and "--tuned-steps" in " ".join(steps.output.split())
+    bad(["depth", *base, "--instruments", "lens,xray", "--out", tmp / "b"], "unknown depth instrument 'xray'")
+    nope = tmp / "nope.safetensors"
+    bad(["lens", *base, "--tuned-lens", nope, "--out", tmp / "m"], "cannot read the tuned lens", str(nope))
+    assert not (tmp / "m.partial").exists(), "a missing lens file is refused before any work"
+    bad(["lens", *base, "--tuned", "--tuned-steps", "0", "--out", tmp / "s"], "--tuned-steps")
+    bad(["depth", *base, "--ks", "0,1", "--out", tmp / "k"], "horizon k")
+    bad(["lens", *base, "--out", tmp / "l"], "--overwrite")
 
 
 def test_two_models_on_ray_equal_the_run_in_one_process(tmp_path, ray_instance):
