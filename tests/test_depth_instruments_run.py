@@ -79,6 +79,7 @@ def test_lens_and_depth_commands_and_bad_input(setup):
     base = [str(tmp / "tiny"), "--text", text.source, "--n", "4", "--seq-len", "8", "--n-boot", "20"]
     result = runner.invoke(app, ["lens", *base, "--out", str(tmp / "l")])
     assert result.exit_code == 0, result.output
+    assert "eff. depth KL" in result.output
     assert (tmp / "l" / "tiny" / "lens.png").is_file() and not (tmp / "l" / "tiny" / "skip.csv").exists()
     result = runner.invoke(
         app, ["depth", *base, "--instruments", "lens,skipping", "--no-swaps", "--out", str(tmp / "d")]

@@ -26,7 +26,7 @@ from ._app import (
     console,
     ray_spec,
 )
-from .depth import FitRange, Models, N, NBoot, Seed, SeqLen, Text, _depth_run, _ks, _show
+from .depth import FitRange, Models, N, NBoot, Seed, SeqLen, Text, _depth_run, _ks
 
 Tuned = Annotated[bool, typer.Option("--tuned", help="also train a tuned lens (on other documents of --text)")]
 TunedLensFile = Annotated[str, typer.Option(help="evaluate this saved tuned lens (.safetensors) instead of training")]
@@ -52,11 +52,12 @@ def _plan(instruments: str, tuned: bool, tuned_lens: str, tuned_steps: int, tune
 
 
 def _go(run, plan, use_ray, address, workers, gpus_per_worker, cpus_per_worker) -> None:
-    from ..depth.instruments import run_instruments
+    from ..depth.instruments import print_instruments, run_instruments
 
     cluster = ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker)
     folder, rows = run_instruments(run, plan, console=console, cluster=cluster)
-    _show(folder, rows, "depth instruments")
+    print_instruments(rows, console)
+    console.print(f"results: {folder}  (open {folder / 'index.html'})")
 
 
 @app.command()

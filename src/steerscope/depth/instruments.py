@@ -33,7 +33,7 @@ from .effective import PAPER, RULES, effective_depths
 from .horizon import check_ks, summarize_horizon
 from .lens import lens
 from .on_ray import rows_on_ray
-from .run import DepthRun, _batches, _each_model, _norms_for, _sweep, print_summary, scaling_sentence
+from .run import DepthRun, _batches, _each_model, _norms_for, _print_table, _sweep, scaling_sentence
 from .skipping import join_batches, skipping_batch, summarize_skipping
 from .tuned_lens import TunedLens, train_tuned_lens
 
@@ -346,12 +346,34 @@ def _write_page(folder: RunFolder, rows: list[dict], results: list[dict], run: D
     folder.path("index.html").write_text(html.page("steerscope depth", sections), encoding="utf-8")
 
 
+_SHORT = {
+    "model": "model",
+    "layers": "L",
+    "effective_depth_cosine": "eff. depth cosine",
+    "effective_depth_kl": "eff. depth KL",
+    "effective_depth_top5": "eff. depth top-5",
+    "k_star_delta_ce": "k* dCE",
+    "growth_raw": "growth raw",
+    "skip_later_change_first_half": "skip effect 1st half",
+    "skip_later_change_second_half": "skip effect 2nd half",
+    "lens_kl_mid": "lens KL mid",
+    "tuned_kl_mid": "tuned KL mid",
+}
+
+
+def print_instruments(rows: list[dict], console: Console) -> None:
+    """One-screen table of the summary rows: effective depths, k*, growth, skip effect, lens KL at mid-depth."""
+    if rows:
+        keys = [k for k in _SHORT if k in rows[0]]
+        _print_table(console, "depth instruments", [{_SHORT[k]: row.get(k) for k in keys} for row in rows])
+
+
 __all__ = [
     "INSTRUMENTS",
     "InstrumentPlan",
     "effective_depth_rows",
     "parse_instruments",
-    "print_summary",
+    "print_instruments",
     "run_instruments",
     "summary_row",
 ]

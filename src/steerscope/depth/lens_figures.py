@@ -40,6 +40,7 @@ def lens_figure(curves: dict[str, dict], title: str, path: Path, depths: dict | 
         ax.set_ylabel(label)
         if metric == "kl":
             ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
     fig.suptitle(title)
     save_figure(fig, path)
@@ -80,6 +81,7 @@ def skipping_figure(summary: dict, title: str, path: Path) -> None:
             ax.plot(x, y, marker + "-", ms=3, label="skip layer l" if kind == "skip" else "swap l, l+1 (at l+0.5)")
             ax.fill_between(x, ci[:, 0], ci[:, 1], alpha=0.2)
         ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
         ax.set_xlabel("layer")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
