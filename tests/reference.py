@@ -158,3 +158,19 @@ def slow_horizon_logits(lm, ids, k, variant, layers=None):
 
 def _mlp(lm, layer, x):
     return mlp_branch(lm, layer, x)
+
+
+def manual_stream(lm, ids, order=None):
+    """Block-by-block forward from HF's embedding output, running the blocks in `order` (default 0..L-1; a block
+    left out adds nothing, a reordered block gets its own call arguments). Returns the stream after each step
+    and the logits (final norm, unembedding, soft cap)."""
+    out, calls = block_kwargs(lm, ids)
+    h = out.hidden_states[0]
+    after = []
+    with torch.no_grad():
+        for layer in range(lm.n_layers) if order is None else order:
+            args, kwargs = calls[layer]
+            h = lm.blocks[layer](h, *args, **kwargs)
+            h = h[0] if isinstance(h, tuple) else h
+            after.append(h)
+    return after, _readout(lm, h)
