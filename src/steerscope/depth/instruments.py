@@ -33,8 +33,10 @@ from .effective import PAPER, RULES, effective_depths
 from .horizon import check_ks, summarize_horizon
 from .lens import lens
 from .on_ray import rows_on_ray
-from .run import DepthRun, _batches, _each_model, _norms_for, _print_table, _sweep, scaling_sentence
+from .records import DepthRun
+from .run import _batches, _each_model, _norms_for, _sweep
 from .skipping import join_batches, skipping_batch, summarize_skipping
+from .summary import _print_table, scaling_sentence
 from .tuned_lens import TunedLens, train_tuned_lens
 
 INSTRUMENTS = ("lens", "tuned", "contributions", "skipping", "norms", "horizon")
