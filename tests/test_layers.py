@@ -22,6 +22,7 @@ LAYERS = {
     "evaluate": 2,
     "steering": 3,
     "sae": 4,
+    "vllm": 4,  # the vLLM engine: steering vectors (steering/) served inside vLLM's batches
     "methods": 5,
     "depth": 6,
     "refusal": 6,

@@ -4,8 +4,8 @@ Importing this package does not import vLLM; building a `VllmEngine` does, and s
 """
 
 from .engine import Completion, Steer, VllmEngine, VllmMissingError, require_vllm
-from .sites import VLLM_MODEL_TYPES, VLLM_SITE_KINDS, VllmUnsupportedError
 from .plan import VLLM_POSITIONS
+from .sites import VLLM_MODEL_TYPES, VLLM_SITE_KINDS, VllmUnsupportedError
 
 __all__ = [
     "VLLM_MODEL_TYPES",

@@ -71,6 +71,7 @@ class Completion:
     token_ids: list[int]
     prompt_token_ids: list[int]
     finish_reason: str | None = None
+    num_cached_tokens: int = 0  # prompt tokens vLLM took from its prefix cache
 
 
 @dataclass
@@ -318,8 +319,13 @@ class VllmEngine:
                 if keys:
                     self.llm.collective_rpc("steerscope_forget", args=(keys,))
         return [
-            Completion(o.outputs[0].text, list(o.outputs[0].token_ids), list(o.prompt_token_ids or []),
-                       o.outputs[0].finish_reason)
+            Completion(
+                o.outputs[0].text,
+                list(o.outputs[0].token_ids),
+                list(o.prompt_token_ids or []),
+                o.outputs[0].finish_reason,
+                int(o.num_cached_tokens or 0),
+            )
             for o in outs
         ]
 
@@ -338,9 +344,7 @@ class VllmEngine:
         keys = [f"capture-{run}-{i}" for i in range(len(ids))]
         with self._lock:
             self.llm.collective_rpc("steerscope_watch", args=(names,))
-            inputs = [
-                TokensPrompt(prompt_token_ids=p, cache_salt=k) for p, k in zip(ids, keys, strict=True)
-            ]
+            inputs = [TokensPrompt(prompt_token_ids=p, cache_salt=k) for p, k in zip(ids, keys, strict=True)]
             params = [
                 vllm.SamplingParams(max_tokens=1, temperature=0.0, extra_args={EXTRA_KEY: {"capture": k}}) for k in keys
             ]
@@ -366,8 +370,12 @@ class VllmEngine:
     ) -> dict[str, Tensor]:
         """One activation per text at each site ([N, d] float32): its last token, or the mean / max over its
         tokens (as `steerscope.core.extract.text_vectors` reads them with Hugging Face)."""
-        reads = {"last": lambda a: a[-1], "answer": lambda a: a[-1], "mean": lambda a: a.mean(0),
-                 "max": lambda a: a.max(0).values}
+        reads = {
+            "last": lambda a: a[-1],
+            "answer": lambda a: a[-1],
+            "mean": lambda a: a.mean(0),
+            "max": lambda a: a.max(0).values,
+        }
         if read not in reads:
             raise ValueError(f"read must be one of {', '.join(reads)}, got {read!r}")
         whole(batch_size, "batch_size (--batch-size)", 1)

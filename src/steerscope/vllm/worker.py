@@ -68,7 +68,9 @@ class SteerscopeWorkerExtension:
     def steerscope_register(self, key: str, additions: list[tuple[str, list, str]]) -> None:
         """Keep a request's additions (site, coefficient-scaled vector as nested lists, positions) under `key`."""
         state = self._ss()
-        state["vectors"][key] = [Addition(site, torch.tensor(vec, dtype=torch.float32), pos) for site, vec, pos in additions]
+        state["vectors"][key] = [
+            Addition(site, torch.tensor(vec, dtype=torch.float32), pos) for site, vec, pos in additions
+        ]
         self._ensure_hooks([site for site, _, _ in additions])
 
     def steerscope_forget(self, keys: list[str]) -> None:
