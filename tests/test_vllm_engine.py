@@ -184,3 +184,42 @@ def test_refusals_are_one_line(lm, engine):
         engine.capture(["x"], ["resid_pre.99"])
     _one_line(exc)
     assert engine.fingerprint() == lm.fingerprint()
+
+
+def test_fit_reads_through_vllm(lm, engine):
+    """`fit` takes its activations from vLLM when handed the engine: the same vector as from HF (fp32 tolerance),
+    with the same metadata (the engine's fingerprint is the HF model's); a per-position method is refused."""
+    pairs = ss.load_pairs("sentiment")[:8]
+    got = ss.fit("mean_diff", engine, pairs, ["resid_pre.9"])
+    want = ss.fit("mean_diff", lm, pairs, ["resid_pre.9"])
+    assert torch.allclose(got.vectors["resid_pre.9"], want.vectors["resid_pre.9"], atol=1e-4, rtol=1e-5)
+    assert got.meta["fingerprint"] == want.meta["fingerprint"] and got.meta["model"] == want.meta["model"]
+    with pytest.raises(ss.MethodError) as exc:
+        ss.fit("actadd", engine, pairs[:1], ["resid_pre.2"])
+    assert "engine='hf'" in _one_line(exc)
+
+
+def test_cli_generate_json_same_on_both_engines(tmp_path):
+    """`steerscope generate --json` on --engine vllm and hf: the same JSON lines, engine and model named."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from steerscope.cli import app
+
+    vec = ss.SteeringVector({"resid_pre.8": _direction(11, 30.0)})
+    path = vec.save(tmp_path / "v.safetensors")
+    rows = {}
+    for engine_name in ("vllm", "hf"):
+        args = ["generate", "default", "--vector", str(path), "--coefficient", "1", "--coefficient", "-1"]
+        args += ["--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--max-new-tokens", "8", "--engine", engine_name]
+        result = CliRunner().invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        rows[engine_name] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows["hf"]) == 6
+    for a, b in zip(rows["vllm"], rows["hf"], strict=True):
+        assert (a["engine"], b["engine"]) == ("vllm", "hf")
+        assert {k: a[k] for k in ("prompt", "coefficient", "text", "model")} == {
+            k: b[k] for k in ("prompt", "coefficient", "text", "model")
+        }
+    assert len({r["text"] for r in rows["hf"] if r["prompt"] == PROMPTS[0]}) >= 2  # the vector changes the text

@@ -134,6 +134,7 @@ class VllmEngine:
         if _cpu_only():  # vLLM's CPU build: in process, one thread per core it is given, a small KV cache
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout stays the caller's (--json)
         vllm = require_vllm()
         from transformers import AutoConfig, AutoTokenizer
 
@@ -164,7 +165,8 @@ class VllmEngine:
 
     @property
     def name(self) -> str:
-        return self.spec
+        """The model's name as `load_model` gives it (the default model: its hub id)."""
+        return DEFAULT_HUB_ID if self.spec == "default" else self.spec
 
     def fingerprint(self) -> str:
         """steerscope's weight fingerprint of this model (as `LoadedModel.fingerprint()`), computed once by
