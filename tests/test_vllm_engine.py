@@ -223,3 +223,35 @@ def test_cli_generate_json_same_on_both_engines(tmp_path):
             k: b[k] for k in ("prompt", "coefficient", "text", "model")
         }
     assert len({r["text"] for r in rows["hf"] if r["prompt"] == PROMPTS[0]}) >= 2  # the vector changes the text
+
+
+def test_sweep_engine_vllm_gives_the_hf_completions(lm, tmp_path):
+    """`engine = "vllm"` in a sweep config: the same completions in the store as the HF engine (greedy), and the
+    engine is a recorded setting (a rerun with the other engine is refused)."""
+    from sweep_fixtures import write_tiny_dataset
+
+    from steerscope.evaluate.store import ResultStore
+    from steerscope.sweep.config import parse_config
+    from steerscope.sweep.runner import run_sweep
+
+    data = {
+        "models": ["default"],
+        "methods": ["mean_diff"],
+        "sites": ["resid_pre.9"],
+        "coefficients": [40.0],
+        "n_pairs": [4],
+        "baselines": ["unsteered"],
+        "datasets": {"tinyset": write_tiny_dataset(tmp_path)},
+        "generation": {"max_new_tokens": 6, "batch_size": 8},
+        "side_effects": {"enabled": False},
+        "n_boot": 50,
+    }
+    texts = {}
+    for engine_name in ("hf", "vllm"):
+        config = parse_config({**data, "engine": engine_name}, "test config")
+        path = run_sweep(config, tmp_path / engine_name, models={"default": lm})
+        with ResultStore(path) as store:
+            texts[engine_name] = store.conn.execute("SELECT cell, texts FROM samples ORDER BY cell").fetchall()
+    assert texts["vllm"] == texts["hf"] and len(texts["hf"]) >= 4
+    with pytest.raises((ss.SettingsMismatchError, ss.RunSettingsError)):
+        run_sweep(parse_config({**data, "engine": "hf"}, "test config"), tmp_path / "vllm", models={"default": lm})

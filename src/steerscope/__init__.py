@@ -24,6 +24,8 @@ from .steering.contract import Intervention
 from .steering.pairs import ContrastPair, PairDataError, load_pairs
 from .steering.vector import SteeringVector, VectorFileError, VectorMismatchError
 from .sweep.config import ConfigError
+from .vllm import Steer, VllmEngine, VllmMissingError, VllmUnsupportedError
+from .vllm.completions import steered_completions
 
 __all__ = [
     "METHODS",
@@ -48,11 +50,15 @@ __all__ = [
     "Site",
     "SiteError",
     "SparseAutoencoder",
+    "Steer",
     "SteerscopeError",
     "SteeringVector",
     "UnsupportedArchitectureError",
     "VectorFileError",
     "VectorMismatchError",
+    "VllmEngine",
+    "VllmMissingError",
+    "VllmUnsupportedError",
     "__version__",
     "add",
     "capture",
@@ -68,5 +74,6 @@ __all__ = [
     "read",
     "replace",
     "residual_write_sites",
+    "steered_completions",
     "text_vectors",
 ]
