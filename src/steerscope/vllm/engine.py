@@ -284,6 +284,7 @@ class VllmEngine:
         seed: int | None = 0,
         stop: Sequence[str] | None = None,
         repetition_penalty: float = 1.0,
+        ignore_eos: bool = False,
     ) -> list[Completion]:
         """Completions, one per prompt (text or token ids), each with its own steering (see `Steer`).
 
@@ -313,6 +314,7 @@ class VllmEngine:
                             seed=seed,
                             stop=list(stop) if stop else None,
                             repetition_penalty=repetition_penalty,
+                            ignore_eos=ignore_eos,
                             extra_args=extra,
                         )
                     )
