@@ -72,6 +72,10 @@ def site_deltas(
         index = positions[req.start : req.stop].to(torch.long).cpu()
         for add in req.additions:
             vec = add.vector
+            if add.positions == "all" and vec.dim() == 1:  # the common case: every row of the request
+                rows.setdefault(add.site, []).append(torch.arange(req.start, req.stop))
+                deltas.setdefault(add.site, []).append(vec.to(dtype).expand(req.stop - req.start, d_model))
+                continue
             front_len = int(vec.shape[0]) if vec.dim() == 2 else None
             mask = selected(add.positions, index, req.prompt_len, front_len)
             if not bool(mask.any()):
