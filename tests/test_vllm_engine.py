@@ -255,3 +255,26 @@ def test_sweep_engine_vllm_gives_the_hf_completions(lm, tmp_path):
     assert texts["vllm"] == texts["hf"] and len(texts["hf"]) >= 4
     with pytest.raises((ss.SettingsMismatchError, ss.RunSettingsError)):
         run_sweep(parse_config({**data, "engine": "hf"}, "test config"), tmp_path / "vllm", models={"default": lm})
+
+
+def test_calls_from_threads_get_their_own_results(engine):
+    """A server calls the engine from worker threads: concurrent calls wait for each other (one lock) and each
+    gets what the same call gets alone."""
+    import threading
+
+    steers = [None, Steer({"resid_pre.4": _direction(21, 40.0)}, 1.0), Steer({"mlp_out.9": _direction(22, 30.0)}, -1.0)]
+    alone = [engine.generate(PROMPTS, steering=s, max_tokens=6) for s in steers]
+    got: dict[int, list] = {}
+    threads = [
+        threading.Thread(
+            target=lambda i=i: got.__setitem__(i, engine.generate(PROMPTS, steering=steers[i], max_tokens=6))
+        )
+        for i in range(len(steers))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(len(steers)):
+        assert [c.token_ids for c in got[i]] == [c.token_ids for c in alone[i]]
+    assert alone[0][0].token_ids != alone[1][0].token_ids

@@ -15,9 +15,9 @@ import hashlib
 import json
 import os
 import sys
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,8 @@ class VllmEngine:
     """One vLLM engine over one model, steered per request.
 
     `VllmEngine("default")`; `generate(prompts, steering=..., max_tokens=...)`; `capture(prompts, sites)`;
-    `text_vectors(texts, sites, read)`. One call at a time (a lock guards the engine), so a server may call it
-    from a worker thread. Extra keyword arguments go to `vllm.LLM` (e.g. `tensor_parallel_size=2`,
+    `text_vectors(texts, sites, read)`. Any thread may call it (a server's workers): one thread of the engine's
+    own runs every vLLM call, one at a time. Extra keyword arguments go to `vllm.LLM` (e.g. `tensor_parallel_size=2`,
     `pipeline_parallel_size=2`, `distributed_executor_backend="ray"`, `gpu_memory_utilization=0.9`).
     """
 
@@ -147,8 +147,11 @@ class VllmEngine:
         self.dtype = dtype
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self._fingerprint: str | None = None
-        self._lock = threading.Lock()
-        self.llm = vllm.LLM(
+        # vLLM's in-process engine keeps per-thread state: one thread of ours builds it and makes every call, so
+        # callers on any thread (a server's workers) are served one at a time, in order
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steerscope-vllm")
+        self.llm = self._call(
+            vllm.LLM,
             model=self.folder,
             tokenizer=self.folder,
             dtype=dtype,
@@ -159,7 +162,11 @@ class VllmEngine:
             worker_extension_cls=WORKER_EXTENSION,
             **llm_kwargs,
         )
-        self.workers = self.llm.collective_rpc("steerscope_describe")
+        self.workers = self._call(self.llm.collective_rpc, "steerscope_describe")
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the engine's own thread and return its result (or raise its exception)."""
+        return self._thread.submit(fn, *args, **kwargs).result()
 
     # --- model identity --------------------------------------------------------------------------
 
@@ -295,7 +302,7 @@ class VllmEngine:
         vllm = require_vllm()
         from vllm.inputs import TokensPrompt
 
-        with self._lock:
+        def work() -> list:  # on the engine thread
             keys = self._register(specs)
             try:
                 inputs, params = [], []
@@ -318,10 +325,12 @@ class VllmEngine:
                             extra_args=extra,
                         )
                     )
-                outs = self.llm.generate(inputs, params, use_tqdm=False)
+                return self.llm.generate(inputs, params, use_tqdm=False)
             finally:
                 if keys:
                     self.llm.collective_rpc("steerscope_forget", args=(keys,))
+
+        outs = self._call(work)
         return [
             Completion(
                 o.outputs[0].text,
@@ -346,14 +355,17 @@ class VllmEngine:
 
         run = uuid.uuid4().hex[:12]
         keys = [f"capture-{run}-{i}" for i in range(len(ids))]
-        with self._lock:
+
+        def work() -> list:  # on the engine thread
             self.llm.collective_rpc("steerscope_watch", args=(names,))
             inputs = [TokensPrompt(prompt_token_ids=p, cache_salt=k) for p, k in zip(ids, keys, strict=True)]
             params = [
                 vllm.SamplingParams(max_tokens=1, temperature=0.0, extra_args={EXTRA_KEY: {"capture": k}}) for k in keys
             ]
             self.llm.generate(inputs, params, use_tqdm=False)
-            per_worker = self.llm.collective_rpc("steerscope_collect", args=(keys,))
+            return self.llm.collective_rpc("steerscope_collect", args=(keys,))
+
+        per_worker = self._call(work)
         out = []
         for key, prompt in zip(keys, ids, strict=True):
             got: dict[str, Tensor] = {}

@@ -124,24 +124,29 @@ class SteerscopeWorkerExtension:
         if context is state.get("context"):
             return
         state["context"], state["plan"], state["captures"] = context, {}, []
-        starts = _query_start_loc(context)
-        if starts is None:
+        if context is None:
             return
         runner = self.model_runner
-        positions = runner.positions[: int(starts[-1])].cpu()
-        req_ids = list(runner.input_batch.req_ids)
-        rows: list[RequestRows] = []
-        for i, req_id in enumerate(req_ids[: len(starts) - 1]):
+        wanted = []  # (batch index, request state, what it asks for): most steps of a bare batch stop here
+        for i, req_id in enumerate(runner.input_batch.req_ids):
             req = runner.requests.get(req_id)
             extra = (getattr(getattr(req, "sampling_params", None), "extra_args", None) or {}).get(EXTRA_KEY)
-            if not extra:
+            if extra:
+                wanted.append((i, req, extra))
+        starts = _query_start_loc(context) if wanted else None
+        if starts is None:
+            return
+        positions = runner.positions[: int(starts[-1])].cpu()
+        rows: list[RequestRows] = []
+        for i, req, extra in wanted:
+            if i + 1 >= len(starts):
                 continue
             start, stop = int(starts[i]), int(starts[i + 1])
             prompt_len = len(req.prompt_token_ids or ())
             additions = state["vectors"].get(extra.get("steer"), ()) if extra.get("steer") else ()
             rows.append(RequestRows(start, stop, prompt_len, additions))
             if extra.get("capture"):
-                index = positions[start:stop].to(torch.long).cpu()
+                index = positions[start:stop].to(torch.long)
                 keep = index < prompt_len
                 if bool(keep.any()):
                     state["captures"].append((extra["capture"], start, stop, index[keep], keep))
