@@ -39,6 +39,8 @@ from steerscope.depth.horizon import HorizonVariant, horizon_batch
 SIZES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2),
+    "tiny-vllm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=2,
+                      num_key_value_heads=1),  # vLLM's CPU attention needs a head size of 32 or more
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                num_key_value_heads=4),
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -57,7 +59,8 @@ def word_tokenizer(vocab: int) -> PreTrainedTokenizerFast:
 
 
 def random_model(size: str, device: str, dtype: torch.dtype) -> ss.LoadedModel:
-    config = LlamaConfig(vocab_size=VOCAB if size != "tiny" else 512, max_position_embeddings=512, **SIZES[size])
+    vocab = 512 if size.startswith("tiny") else VOCAB
+    config = LlamaConfig(vocab_size=vocab, max_position_embeddings=512, **SIZES[size])
     config.pad_token_id = 0
     torch.manual_seed(0)
     with torch.device(device):  # weights initialised where they live (a 7B init on the CPU takes minutes)
@@ -231,6 +234,8 @@ def main() -> None:
         bench_extract(lm, site, n_pairs, 32, repeats, device)
         bench_horizon(lm, 8 if gpu else 4, 256 if gpu else 32, repeats, device)
         if args.vllm:
+            if not gpu:
+                lm = random_model("tiny-vllm", device, dtype)
             bench_vllm(lm, site, args.vllm_batch if gpu else 16, new_tokens, repeats, device)
         del lm
         if gpu:

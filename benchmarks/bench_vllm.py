@@ -75,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--parts", default="1,2,3,4", help="which comparisons to run (1: steered/bare, 2: vs HF, ...)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -113,9 +114,14 @@ def main() -> None:
 
     b64, b8 = prompts(64), prompts(8)
     steer = Steer(vec, 1.0)
-    paired("1. batch 64: vLLM bare -> vLLM steered", vllm_run(b64, None), vllm_run(b64, steer), args.repeats, 64 * new)
-    paired("2a. batch 64: HF steered -> vLLM steered", hf_run(b64), vllm_run(b64, steer), args.repeats, 64 * new)
-    paired("2b. batch 8: HF steered -> vLLM steered", hf_run(b8), vllm_run(b8, steer), args.repeats, 8 * new)
+    parts = set(args.parts.split(","))
+    if "1" in parts:
+        paired(
+            "1. batch 64: vLLM bare -> vLLM steered", vllm_run(b64, None), vllm_run(b64, steer), args.repeats, 64 * new
+        )
+    if "2" in parts:
+        paired("2a. batch 64: HF steered -> vLLM steered", hf_run(b64), vllm_run(b64, steer), args.repeats, 64 * new)
+        paired("2b. batch 8: HF steered -> vLLM steered", hf_run(b8), vllm_run(b8, steer), args.repeats, 8 * new)
 
     p16 = prompts(16)
     mixed = [Steer({"resid_pre.10": v / v.norm() * 8}, 1.0) for v in vecs]
@@ -127,17 +133,19 @@ def main() -> None:
         for s in mixed:
             engine.generate(p16, steering=s, max_tokens=32, ignore_eos=True)
 
-    paired("3. 6 vectors x 16 prompts: 6 calls -> 1 mixed call", six_calls, one_call, args.repeats, 96 * 32)
+    if "3" in parts:
+        paired("3. 6 vectors x 16 prompts: 6 calls -> 1 mixed call", six_calls, one_call, args.repeats, 96 * 32)
 
     pairs = ss.load_pairs("sentiment")[:256]
-    paired(
-        "4. 256 pairs mean_diff at resid_pre.10: HF early stop -> vLLM",
-        lambda: ss.fit("mean_diff", lm, pairs, ["resid_pre.10"], batch_size=32),
-        lambda: ss.fit("mean_diff", engine, pairs, ["resid_pre.10"], batch_size=64),
-        args.repeats,
-        512,
-        unit="texts/s",
-    )
+    if "4" in parts:
+        paired(
+            "4. 256 pairs mean_diff at resid_pre.10: HF early stop -> vLLM",
+            lambda: ss.fit("mean_diff", lm, pairs, ["resid_pre.10"], batch_size=32),
+            lambda: ss.fit("mean_diff", engine, pairs, ["resid_pre.10"], batch_size=64),
+            args.repeats,
+            512,
+            unit="texts/s",
+        )
     print(f"load average after: {os.getloadavg()}")
 
 
