@@ -30,7 +30,7 @@ test: install vllm-env
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	# The vLLM engine's tests, for real, in vLLM's own environment (see vllm-env below).
-	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_plan.py tests/test_vllm_engine.py
+	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_plan.py tests/test_vllm_engine.py tests/test_vllm_runs.py
 
 bench: install
 	$(PY) benchmarks/bench_hooks.py

@@ -202,7 +202,7 @@ def bench_vllm(lm: ss.LoadedModel, site: str, batch: int, new_tokens: int, repea
         f"  steered batch {batch} x {new_tokens} new: HF {tokens / t_hf:9.0f} tok/s, vLLM {tokens / t_vllm:9.0f} "
         f"tok/s, vLLM/HF steered throughput {1 / ratio:.3f}"
     )
-    engine.llm = None  # let vLLM free its memory before the next model
+    engine.close()  # free vLLM's memory before the next model
     gc.collect()
 
 

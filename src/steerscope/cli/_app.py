@@ -232,6 +232,7 @@ def steer(
         name = runner.name
         with console.status(f"extracting mean_diff from {pairs} pairs and generating through vLLM ..."):
             vector, texts = steer_with_pairs_vllm(runner, pairs, site or None, coefficient, prompts, max_new_tokens)
+        runner.close()
     else:
         lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
         name = lm.name

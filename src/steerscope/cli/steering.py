@@ -121,6 +121,9 @@ def extract(
             vector = fit(method, lm, contrast, sites, **kwargs)
         except TypeError as exc:  # an option the method's fit function does not take
             raise ValueError(f"{method} cannot take the options {sorted(options)}: {exc}") from exc
+        finally:
+            if engine == "vllm":
+                lm.close()
     vector.meta["dataset"] = f"{pairs}:{split}"
     vector.meta["engine"] = engine
     vector.save(out)
@@ -183,6 +186,8 @@ def generate(
             seed=seed,
             repetition_penalty=repetition_penalty,
         )
+    if engine == "vllm":
+        model_in.close()  # one in-process vLLM engine at a time
     if json_lines:
         for c in dict.fromkeys(coefficients):
             for p, text in zip(prompts, texts[coefficient_label(c)], strict=True):

@@ -178,6 +178,8 @@ class CellMeasurer:
                 f"engine = 'vllm' steers with steering vectors; {type(steer).__name__} is not one: use engine = 'hf'"
             )
         if self._vllm is None or self._vllm.spec != model:
+            if self._vllm is not None:
+                self._vllm.close()  # one in-process vLLM engine at a time
             self._vllm = None
             gc.collect()
             self._vllm = VllmEngine(model, dtype=self.config.dtype)

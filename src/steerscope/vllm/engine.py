@@ -164,6 +164,21 @@ class VllmEngine:
         )
         self.workers = self._call(self.llm.collective_rpc, "steerscope_describe")
 
+    def close(self) -> None:
+        """Shut vLLM down now. In process (vLLM's CPU build here) one engine runs at a time: an engine that shuts
+        down, also when garbage-collected, tears down vLLM's process-wide state, so close one before starting
+        the next."""
+        if self.llm is not None:
+            self._call(self.llm.llm_engine.engine_core.shutdown)
+            self.llm = None
+        self._thread.shutdown(wait=True)
+
+    def __enter__(self) -> VllmEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `fn` on the engine's own thread and return its result (or raise its exception)."""
         return self._thread.submit(fn, *args, **kwargs).result()
