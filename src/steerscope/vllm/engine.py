@@ -147,8 +147,8 @@ class VllmEngine:
         self.dtype = dtype
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self._fingerprint: str | None = None
-        # vLLM's in-process engine keeps per-thread state: one thread of ours builds it and makes every call, so
-        # callers on any thread (a server's workers) are served one at a time, in order
+        # vLLM's LLM is not thread-safe: one thread of ours builds it and makes every call, so callers on any
+        # thread (a server's workers) are served one at a time, in order
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="steerscope-vllm")
         self.llm = self._call(
             vllm.LLM,
