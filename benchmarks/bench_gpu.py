@@ -8,13 +8,17 @@ the CPU, so CI checks that the script runs):
 2. extraction of a mean-difference vector from 1,024 contrast pairs at the middle site (which stops the
    forward pass there): pairs/s, and the ratio against bare full forward passes over the same texts;
 3. one effective-horizon sweep (clean-sourced, ks 1, 2, 4, ... L) on one batch: its time against the (number
-   of ks + 1) bare forward passes it replaces.
+   of ks + 1) bare forward passes it replaces;
+4. with `--vllm` (vLLM installed; the CUDA build on a GPU): the same model saved to a folder and served by
+   steerscope's vLLM engine at batch 256 (`--vllm-batch`) x 128 new tokens: vLLM steered / vLLM bare throughput
+   (target >= 0.95) and vLLM steered / HF steered `generate` (EOS ignored, so every row makes every token).
 Bare and steered runs alternate; each ratio is the median of the ratios of paired runs.
 Weights are random (no download): throughput does not depend on their values. Prompts are random words of a
 word-level tokenizer built here.
 
-Usage: python benchmarks/bench_gpu.py [--tiny] [--sizes 1b,7b] [--repeats 3] [--batches 1,32,256]
-Runs in a few minutes on one H100/H200 class GPU; `--tiny` runs in seconds on a CPU.
+Usage: python benchmarks/bench_gpu.py [--tiny] [--sizes 1b,7b] [--repeats 3] [--batches 1,32,256] [--vllm]
+Runs in a few minutes on one H100/H200 class GPU; `--tiny` runs in seconds on a CPU. The `--vllm` part is
+untested on a GPU (none was lent while it was written); `--tiny --vllm` runs it on vLLM's CPU build.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from steerscope.depth.horizon import HorizonVariant, horizon_batch
 SIZES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2),
+    "tiny-vllm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=2,
+                      num_key_value_heads=1),  # vLLM's CPU attention needs a head size of 32 or more
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                num_key_value_heads=4),
     "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -53,7 +59,8 @@ def word_tokenizer(vocab: int) -> PreTrainedTokenizerFast:
 
 
 def random_model(size: str, device: str, dtype: torch.dtype) -> ss.LoadedModel:
-    config = LlamaConfig(vocab_size=VOCAB if size != "tiny" else 512, max_position_embeddings=512, **SIZES[size])
+    vocab = 512 if size.startswith("tiny") else VOCAB
+    config = LlamaConfig(vocab_size=vocab, max_position_embeddings=512, **SIZES[size])
     config.pad_token_id = 0
     torch.manual_seed(0)
     with torch.device(device):  # weights initialised where they live (a 7B init on the CPU takes minutes)
@@ -158,6 +165,47 @@ def bench_horizon(lm: ss.LoadedModel, batch: int, seq_len: int, repeats: int, de
     )
 
 
+def bench_vllm(lm: ss.LoadedModel, site: str, batch: int, new_tokens: int, repeats: int, device: str) -> None:
+    """vLLM bare vs steered, and HF steered vs vLLM steered, on the same random weights (saved to a folder)."""
+    import gc
+    import tempfile
+
+    from steerscope.vllm import Steer, VllmEngine
+
+    folder = tempfile.mkdtemp(prefix="steerscope-bench-vllm-")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    dtype = str(lm.model.dtype).removeprefix("torch.")
+    extra = {"gpu_memory_utilization": 0.5} if device.startswith("cuda") else {}
+    engine = VllmEngine(folder, dtype=dtype, max_model_len=512, enable_prefix_caching=False, **extra)
+    inputs = lm.tokenize(texts(batch, lm.config.vocab_size, seed=batch))
+    ids = [row[mask.bool()].tolist() for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)]
+    vector = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(1))
+    steer = Steer({site: vector}, 4.0)
+
+    def vllm(steering):
+        return lambda: engine.generate(ids, steering=steering, max_tokens=new_tokens, ignore_eos=True)
+
+    def hf_steered():
+        kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+        with torch.no_grad(), ss.add(lm, {site: vector}, coefficient=4.0):
+            lm.model.generate(**inputs, **kwargs)
+
+    tokens = batch * new_tokens
+    t_bare, t_steered, ratio = paired(vllm(None), vllm(steer), repeats, device)
+    print(
+        f"  vLLM batch {batch} x {new_tokens} new: bare {tokens / t_bare:9.0f} tok/s, steered "
+        f"{tokens / t_steered:9.0f} tok/s, vLLM steered/bare throughput {1 / ratio:.3f}"
+    )
+    t_hf, t_vllm, ratio = paired(hf_steered, vllm(steer), repeats, device)
+    print(
+        f"  steered batch {batch} x {new_tokens} new: HF {tokens / t_hf:9.0f} tok/s, vLLM {tokens / t_vllm:9.0f} "
+        f"tok/s, vLLM/HF steered throughput {1 / ratio:.3f}"
+    )
+    engine.close()  # free vLLM's memory before the next model
+    gc.collect()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a tiny fp32 config on the CPU (runs in seconds)")
@@ -166,6 +214,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--pairs", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--vllm", action="store_true", help="also compare steerscope's vLLM engine (needs vLLM)")
+    parser.add_argument("--vllm-batch", type=int, default=256)
     args = parser.parse_args()
     gpu = torch.cuda.is_available() and not args.tiny
     device, dtype = ("cuda", torch.bfloat16) if gpu else ("cpu", torch.float32)
@@ -183,6 +233,10 @@ def main() -> None:
             bench_generate(lm, site, batch, new_tokens, repeats, device)
         bench_extract(lm, site, n_pairs, 32, repeats, device)
         bench_horizon(lm, 8 if gpu else 4, 256 if gpu else 32, repeats, device)
+        if args.vllm:
+            if not gpu:
+                lm = random_model("tiny-vllm", device, dtype)
+            bench_vllm(lm, site, args.vllm_batch if gpu else 16, new_tokens, repeats, device)
         del lm
         if gpu:
             torch.cuda.empty_cache()

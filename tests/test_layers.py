@@ -22,6 +22,7 @@ LAYERS = {
     "evaluate": 2,
     "steering": 3,
     "sae": 4,
+    "vllm": 4,  # the vLLM engine: steering vectors (steering/) served inside vLLM's batches
     "methods": 5,
     "depth": 6,
     "refusal": 6,
@@ -130,3 +131,64 @@ def test_the_checker_catches_each_kind_of_bad_import(tmp_path, source, module, m
     (fake / module).write_text(source)
     found = violations(fake)
     assert len(found) == 1 and message in found[0], found
+
+
+def import_cycles(root: Path = PACKAGE) -> list[list[str]]:
+    """Groups of modules that import each other round a circle (imports inside functions count: a lazy import hides
+    a circle, it does not cut it). Package __init__ files are left out: they re-export their own modules."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        name = _module_name(path, root)
+        graph[name] = set()
+        for _, target in imports_of(path, root):
+            graph[name].add(target)
+    for name in graph:  # `from .pkg import mod` names the module; `from .mod import f` names the module too
+        graph[name] = {t if t in graph else t.rsplit(".", 1)[0] for t in graph[name]} & set(graph)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1 or v in graph[v]:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_circles():
+    assert import_cycles() == []
+
+
+def test_the_circle_finder_finds_a_lazy_circle(tmp_path):
+    fake = tmp_path / "steerscope"
+    (fake / "core").mkdir(parents=True)
+    for init in (fake / "__init__.py", fake / "core" / "__init__.py"):
+        init.write_text("")
+    (fake / "core" / "a.py").write_text("from .b import g\n")
+    (fake / "core" / "b.py").write_text("def g():\n    from .a import f\n")
+    (fake / "core" / "c.py").write_text("from .a import f\n")
+    assert import_cycles(fake) == [["steerscope.core.a", "steerscope.core.b"]]

@@ -21,6 +21,8 @@ from .sae.steer import SAEClamp
 from .steering.contract import Intervention
 from .steering.pairs import ContrastPair, PairDataError, load_pairs
 from .steering.vector import SteeringVector, VectorFileError, VectorMismatchError
+from .vllm import Steer, VllmEngine, VllmMissingError, VllmUnsupportedError
+from .vllm.completions import steered_completions
 
 __all__ = [
     "METHODS",
@@ -45,11 +47,15 @@ __all__ = [
     "Site",
     "SiteError",
     "SparseAutoencoder",
+    "Steer",
     "SteerscopeError",
     "SteeringVector",
     "UnsupportedArchitectureError",
     "VectorFileError",
     "VectorMismatchError",
+    "VllmEngine",
+    "VllmMissingError",
+    "VllmUnsupportedError",
     "__version__",
     "add",
     "capture",
@@ -65,5 +71,6 @@ __all__ = [
     "read",
     "replace",
     "residual_write_sites",
+    "steered_completions",
     "text_vectors",
 ]

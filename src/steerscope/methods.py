@@ -249,6 +249,11 @@ def fit(
 ) -> Intervention:
     """Fit the method `name` on contrast pairs at `sites`; `kwargs`: read, batch_size, seed and its options."""
     spec = get_method(name)
+    if not isinstance(lm, LoadedModel) and not spec.reads:  # another engine (vLLM) reads one vector per text
+        raise MethodError(
+            f"{name} reads activations position by position, which only a Hugging Face model gives; fit it with "
+            "engine='hf' (a LoadedModel)"
+        )
     sites = [sites] if isinstance(sites, str) else [str(s) for s in sites]
     spec.check_pairs(len(pairs))
     if "read" in kwargs:

@@ -99,6 +99,7 @@ MaxMemory = Annotated[
     str, typer.Option("--max-memory", help="memory per device for --device-map, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
 ]
 # Ray (pip install 'steerscope[ray]'): where and how wide to run
+Engine = Annotated[str, typer.Option(help="hf (Hugging Face hooks, the reference) or vllm (needs vLLM installed)")]
 UseRay = Annotated[bool, typer.Option("--ray", help="run on Ray workers (needs the ray extra of steerscope)")]
 RayAddress = Annotated[
     str | None,
@@ -148,6 +149,22 @@ def set_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _load_vllm(model: str, dtype: str, device_map: str = "", max_memory: str = ""):
+    """A VllmEngine for `--engine vllm` (vLLM places the model itself: no --device-map / --max-memory)."""
+    from ..vllm import VllmEngine
+
+    if device_map or max_memory:
+        raise ValueError(
+            "--device-map / --max-memory place a Hugging Face model; with --engine vllm use vLLM's tensor or "
+            "pipeline parallelism (README: vLLM as an engine)"
+        )
+    start = time.perf_counter()
+    with console.status(f"starting vLLM on {model} ..."):
+        engine = VllmEngine(model, dtype="float32" if dtype == "auto" else dtype)
+    console.print(f"started vLLM on [bold]{engine.name}[/bold] in {time.perf_counter() - start:.1f}s")
+    return engine
 
 
 def _load(
@@ -208,17 +225,27 @@ def steer(
     trust_remote_code: TrustRemoteCode = False,
     device_map: DeviceMap = "",
     max_memory: MaxMemory = "",
+    engine: Engine = "hf",
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
     from ..steering.generate import steer_with_pairs
+    from ..vllm.completions import check_engine, steer_with_pairs_vllm
 
-    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     prompts = prompt or DEFAULT_PROMPTS
-    with console.status(f"extracting mean_diff from {pairs} pairs and generating ..."):
-        vector, texts = steer_with_pairs(lm, pairs, site or None, coefficient, prompts, max_new_tokens)
+    if check_engine(engine) == "vllm":
+        runner = _load_vllm(model, dtype, device_map, max_memory)
+        name = runner.name
+        with console.status(f"extracting mean_diff from {pairs} pairs and generating through vLLM ..."):
+            vector, texts = steer_with_pairs_vllm(runner, pairs, site or None, coefficient, prompts, max_new_tokens)
+        runner.close()
+    else:
+        lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
+        name = lm.name
+        with console.status(f"extracting mean_diff from {pairs} pairs and generating ..."):
+            vector, texts = steer_with_pairs(lm, pairs, site or None, coefficient, prompts, max_new_tokens)
     (at,) = vector.sites
     console.print(f"{pairs} vector at {at}: {vector.meta['n_pairs']} pairs, norm {vector.meta['norms'][at]:.2f}")
-    print_side_by_side(texts, prompts, f"steering {lm.name} at {at} (greedy decoding)")
+    print_side_by_side(texts, prompts, f"steering {name} at {at} (greedy decoding, engine {engine})")
 
 
 def print_side_by_side(texts: dict[str, list[str]], prompts: list[str], title: str) -> None:

@@ -16,6 +16,7 @@ from ._app import (
     Device,
     DeviceMap,
     Dtype,
+    Engine,
     MaxMemory,
     MaxNewTokens,
     Model,
@@ -25,6 +26,7 @@ from ._app import (
     Seed,
     TrustRemoteCode,
     _load,
+    _load_vllm,
     app,
     console,
     print_side_by_side,
@@ -82,10 +84,14 @@ def extract(
     trust_remote_code: TrustRemoteCode = False,
     device_map: DeviceMap = "",
     max_memory: MaxMemory = "",
+    engine: Engine = "hf",
 ) -> None:
     """Find a steering vector from contrast pairs and save it (safetensors + metadata)."""
     from ..methods import fit, get_method
     from ..steering.pairs import load_pairs
+    from ..vllm.completions import check_engine
+
+    check_engine(engine)
 
     spec = get_method(method)
     if not spec.vector:
@@ -101,7 +107,13 @@ def extract(
     if n_pairs > len(contrast):
         raise ValueError(f"asked for {n_pairs} pairs but {pairs} ({split}) has {len(contrast)}; lower --n-pairs")
     contrast = contrast[: n_pairs or None]
-    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
+    if engine == "vllm" and not spec.reads:
+        raise ValueError(f"{method} reads activations position by position; extract it with --engine hf")
+    lm = (
+        _load_vllm(model, dtype, device_map, max_memory)
+        if engine == "vllm"
+        else _load(model, dtype, device, trust_remote_code, device_map, max_memory)
+    )
     kwargs = {"batch_size": batch_size, "seed": seed, **options}
     if spec.reads:  # a method that reads every position (actadd) takes no read
         kwargs["read"] = read
@@ -110,7 +122,11 @@ def extract(
             vector = fit(method, lm, contrast, sites, **kwargs)
         except TypeError as exc:  # an option the method's fit function does not take
             raise ValueError(f"{method} cannot take the options {sorted(options)}: {exc}") from exc
+        finally:
+            if engine == "vllm":
+                lm.close()
     vector.meta["dataset"] = f"{pairs}:{split}"
+    vector.meta["engine"] = engine
     vector.save(out)
     console.print(vector.describe())
     console.print(f"saved {out}")
@@ -135,27 +151,50 @@ def generate(
     trust_remote_code: TrustRemoteCode = False,
     device_map: DeviceMap = "",
     max_memory: MaxMemory = "",
+    engine: Engine = "hf",
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="print JSON lines (prompt, coefficient, text, engine, model), nothing else")
+    ] = False,
 ) -> None:
     """Steered and unsteered completions side by side (same prompts, same seed)."""
-    from ..steering.generate import steered_completions
+    import json
+    import sys
+
+    from ..steering.generate import coefficient_label
     from ..steering.vector import SteeringVector
+    from ..vllm.completions import check_engine, steered_completions
 
     vec = SteeringVector.load(vector)
     prompts = prompt or ["I think that"]
-    lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
+    coefficients = [0.0, *(coefficient or [4.0])]
+    if json_lines:  # stdout holds the JSON lines only; progress and notes go to stderr
+        console.file = sys.stderr
+    if check_engine(engine) == "vllm":
+        model_in = _load_vllm(model, dtype, device_map, max_memory)
+    else:
+        model_in = _load(model, dtype, device, trust_remote_code, device_map, max_memory)
     with console.status("generating ..."):
         texts = steered_completions(
-            lm,
+            model_in,
             vec,
             prompts,
-            [0.0, *(coefficient or [4.0])],
+            coefficients,
             positions,
             allow_other_model,
+            engine=engine,
             max_new_tokens=max_new_tokens,
             do_sample=sample,
             seed=seed,
             repetition_penalty=repetition_penalty,
         )
+    if engine == "vllm":
+        model_in.close()  # one in-process vLLM engine at a time
+    if json_lines:
+        for c in dict.fromkeys(coefficients):
+            for p, text in zip(prompts, texts[coefficient_label(c)], strict=True):
+                row = {"prompt": p, "coefficient": c, "text": text, "engine": engine, "model": model_in.name}
+                print(json.dumps(row, ensure_ascii=False))
+        return
     decoding = f"sampled, seed {seed}" if sample else "greedy"
     print_side_by_side(texts, prompts, f"{vec.meta.get('method', 'vector')} at {', '.join(vec.sites)} ({decoding})")
 

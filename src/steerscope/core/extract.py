@@ -47,6 +47,8 @@ def text_vectors(
         raise ValueError(f"read must be one of {', '.join(READS)}, got {read!r}")
     if not texts:
         raise ValueError("no texts to read activations from")
+    if not isinstance(lm, LoadedModel) and hasattr(lm, "text_vectors"):
+        return _from_reader(lm, texts, sites, read, batch_size, sink, transform, skip_first)
     whole(batch_size, "batch_size (--batch-size)", 1)
     names = [str(s) for s in resolve_sites(lm, sites)]
     kept: dict[str, list[Tensor]] = {s: [] for s in names}
@@ -79,6 +81,21 @@ def text_vectors(
     finally:
         tracker.remove()
     return None if sink is not None else {s: torch.cat(v) for s, v in kept.items()}
+
+
+def _from_reader(reader, texts, sites, read, batch_size, sink, transform, skip_first) -> dict[str, Tensor] | None:
+    """text_vectors through another engine that reads activations itself (e.g. `steerscope.vllm.VllmEngine`)."""
+    if transform is not None or skip_first:
+        raise ValueError(
+            f"{type(reader).__name__} reads last/mean/max activations only (no transform, no skip_first); "
+            "use a Hugging Face model (engine='hf') for this method"
+        )
+    got = reader.text_vectors(list(texts), [str(s) for s in sites], read=read, batch_size=batch_size)
+    if sink is None:
+        return got
+    for name, vec in got.items():
+        sink(name, vec)
+    return None
 
 
 def mean_activations(

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,7 @@ class CellMeasurer:
         self._tasks: dict[str, ConceptTask] = {}
         self._info: dict | None = None
         self._vectors: OrderedDict[tuple, tuple[Intervention, dict[str, float], dict]] = OrderedDict()
+        self._vllm: Any = None  # the VllmEngine of the current model when config.engine == "vllm"
 
     def measure(self, job: CellJob) -> CellResult:
         """Generate under the cell's intervention, score, and return the metrics (or the error raised)."""
@@ -127,12 +129,16 @@ class CellMeasurer:
         shown = task.prompted(lm.tokenizer, prompts) if cell.method == "prompting" else prompts
         intervention: Callable[[], AbstractContextManager] = nullcontext
         cost: dict[str, float] = {}
+        steer: Intervention | None = None
         if job.spec is not None:
             fitted, cost = self._vector(lm, cell, job.spec, result)
             steer = at_site(fitted, cell.site)
             intervention = lambda: steer.apply(lm, cell.coefficient)  # noqa: E731
-        with intervention():
-            texts = self.generate(lm, shown)
+        if self.config.engine == "vllm":
+            texts = self.generate_vllm(cell.model, shown, steer, cell.coefficient)
+        else:
+            with intervention():
+                texts = self.generate(lm, shown)
         metrics = dict(task.score(texts))
         ce = completion_cross_entropy(lm, prompts, texts)
         metrics["fluency_ce"] = ce
@@ -159,6 +165,35 @@ class CellMeasurer:
                 repetition_penalty=g.repetition_penalty,
             )
         return out
+
+    def generate_vllm(
+        self, model: str, prompts: list[str], steer: Intervention | None, coefficient: float
+    ) -> list[str]:
+        """The cell's completions through vLLM (all prompts in one batch), the vector as a per-request Steer."""
+        from ..steering.vector import SteeringVector
+        from ..vllm import Steer, VllmEngine
+
+        if steer is not None and not isinstance(steer, SteeringVector):
+            raise ValueError(
+                f"engine = 'vllm' steers with steering vectors; {type(steer).__name__} is not one: use engine = 'hf'"
+            )
+        if self._vllm is None or self._vllm.spec != model:
+            if self._vllm is not None:
+                self._vllm.close()  # one in-process vLLM engine at a time
+            self._vllm = None
+            gc.collect()
+            self._vllm = VllmEngine(model, dtype=self.config.dtype)
+        g = self.config.generation
+        steering = None if steer is None or coefficient == 0 else Steer(steer, coefficient)
+        done = self._vllm.generate(
+            prompts,
+            steering=steering,
+            max_tokens=g.max_new_tokens,
+            temperature=g.temperature if g.do_sample else 0.0,
+            seed=g.seed,
+            repetition_penalty=g.repetition_penalty,
+        )
+        return [c.text for c in done]
 
     def _model(self, name: str, result: CellResult) -> LoadedModel:
         if name == self._name and self._lm is not None:

@@ -79,6 +79,7 @@ class SweepConfig:
     side_effects: SideEffectSpec = field(default_factory=SideEffectSpec)
     custom_datasets: dict = field(default_factory=dict)
     ray: RaySpec | None = None  # where the cells run (never part of the settings: it changes no value)
+    engine: str = "hf"  # "vllm": completions generated through vLLM (sweep/cells.py); fits and scores stay on HF
 
     @property
     def random_pairs(self) -> int:
@@ -92,6 +93,8 @@ class SweepConfig:
         never merged into one store or report. Where the cells run ([ray]) is no setting: it changes no value."""
         out = asdict(self)
         del out["ray"]
+        if out["engine"] == "hf":  # the default is left out, so stores written before the key existed still match
+            del out["engine"]
         return out
 
 
@@ -156,6 +159,8 @@ def _whole_at_least(n: object, low: int) -> bool:
 
 
 def _check(c: SweepConfig, where: str) -> None:
+    if c.engine not in ("hf", "vllm"):
+        raise ConfigError(f"{where}: engine must be 'hf' (the default) or 'vllm', got {c.engine!r}")
     contenders = method_names(control=False)
     bad = [m for m in c.methods if m not in contenders]
     if bad:
