@@ -26,12 +26,13 @@ from rich.console import Console
 from ..core.io import write_json
 from ..core.models import LoadedModel, load_model
 from ..core.runs import RunFolder, model_info, package_versions, progress_bar
-from ..evaluate.behaviour import behaviour_probability
+from ..evaluate.behaviour import behaviour_scores
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, Intervention, at_site, fit_intervention, method_names
 from .config import ConfigError, SweepConfig
-from .datasets import AB_METRIC, ABTask, get_task, is_ab
+from .datasets import AB_LOGIT_METRIC, AB_METRIC, ABTask, get_task, is_ab
+from .per_item import write_per_item
 from .protocol import SELECT_MULTIPLIERS, ab_layer_sweep, ab_multipliers, select_ab_sites
 from .runner import FITS_NAME, NO_SITE, PROVENANCE_NAME, STORE_NAME, VectorSpec, fit_summary, pair_subset
 
@@ -123,6 +124,7 @@ class ABSweep:
                 self._record_provenance(model, lm)
                 self._run_model(model, lm)
         self.progress = None
+        write_per_item(self.store, self.out, self.config.custom_datasets)
         self.store.close()
         return self.folder.commit() / STORE_NAME
 
@@ -140,8 +142,8 @@ class ABSweep:
             return
         items = task.split_items()[cell.split]
         batch = self.config.generation.batch_size
-        p = behaviour_probability(lm, items, batch, task.template, vector, cell.coefficient)
-        metrics = {AB_METRIC: p, **(extra() if extra is not None else {})}
+        p, logit_diff = behaviour_scores(lm, items, batch, task.template, vector, cell.coefficient)
+        metrics = {AB_METRIC: p, AB_LOGIT_METRIC: logit_diff, **(extra() if extra is not None else {})}
         self.store.write(cell, metrics)
         self.done.add(cell.key)
         if self.progress is not None:

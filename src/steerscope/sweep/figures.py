@@ -216,3 +216,26 @@ def _site_order(site: str) -> tuple[int, str]:
     except SiteError:
         return (10**6, site)
     return (parsed.layer, parsed.kind) if parsed.layer is not None else (10**6, site)
+
+
+def per_item_figure(panels: list[dict], xlabel: str, title: str, path: Path) -> None:
+    """One histogram per setting of its items' effects (every seed's), zero marked, the anti-steerable fraction
+    and its interval in each panel's title. panels: [{"label", "effects" (1-D), "anti", "lo", "hi"}]."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        e = np.asarray(panel["effects"], dtype=float)
+        e = e[np.isfinite(e)]
+        if len(e):
+            ax.hist(e, bins=min(30, max(5, len(e) // 2)), color="C0", alpha=0.8)
+        ax.axvline(0, color="C3", lw=1.2, ls="--")
+        ax.set_title(f"{panel['label']}\nwrong way {panel['anti']:.0%} [{panel['lo']:.0%}, {panel['hi']:.0%}]",
+                     fontsize=8)  # fmt: skip
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("items x seeds", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
