@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..core.cost import text_tokens
 from ..core.models import LoadedModel
+from ..steering.alignment import PRECHECK
 from ..steering.methods import _meta, mean_diff
 from ..steering.pairs import ContrastPair, dataset_hash
 from ..steering.vector import SteeringVector
@@ -53,9 +54,11 @@ def _choose(lm, sae, pairs, sites, read, batch_size, latent, by) -> tuple[str, i
     return site, chosen, info, pos[:, chosen]
 
 
-def _mean_diff_norm(lm: LoadedModel, pairs, site: str, read: str, batch_size: int) -> float:
-    """Norm of the pairs' mean difference at `site`; read "max" (a latent reading only) uses the last token."""
-    return mean_diff(lm, pairs, [site], "last" if read == "max" else read, batch_size).meta["norms"][site]
+def _mean_diff(lm: LoadedModel, pairs, site: str, read: str, batch_size: int) -> tuple[float, dict]:
+    """Norm of the pairs' mean difference at `site` and the pairs' pre-check there (steering.alignment); read
+    "max" (a latent reading only) uses the last token."""
+    meta = mean_diff(lm, pairs, [site], "last" if read == "max" else read, batch_size).meta
+    return meta["norms"][site], {k: meta[k] for k in PRECHECK if k in meta}
 
 
 def fit_sae_clamp(
@@ -78,13 +81,13 @@ def fit_sae_clamp(
         raise ValueError(f"scale must be 'mean_diff' or 'max_activation', got {scale!r}")
     sae = _as_sae(sae)
     site, chosen, info, pos_acts = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
+    norm, precheck = _mean_diff(lm, pairs, site, read, batch_size)
     if scale == "max_activation":
         value = float(pos_acts.max()) or 1.0
     else:
-        norm = _mean_diff_norm(lm, pairs, site, read, batch_size)
         value = norm / float(sae.W_dec[chosen].detach().norm())
     options = {"latent": chosen, "by": by, "scale": scale}
-    meta = {**_meta(lm, "sae_clamp", pairs, read, options), "scale": value, **info}
+    meta = {**_meta(lm, "sae_clamp", pairs, read, options), "scale": value, **info, **precheck}
     return SAEClamp(sae, chosen, site, value, meta)
 
 
@@ -104,7 +107,8 @@ def fit_sae_add(
     pairs' mean difference (as pca and probe are) or kept at unit norm (`scale="unit"`)."""
     sae = _as_sae(sae)
     site, chosen, info, _ = _choose(lm, sae, pairs, sites, read, batch_size, latent, by)
-    norm = None if scale == "unit" else _mean_diff_norm(lm, pairs, site, read, batch_size)
-    vec = sae_add_vector(lm, sae, chosen, site, norm)
-    vec.meta.update({"n_pairs": len(pairs), "dataset_hash": dataset_hash(list(pairs)), "read": read, **info})
+    norm, precheck = _mean_diff(lm, pairs, site, read, batch_size)
+    vec = sae_add_vector(lm, sae, chosen, site, None if scale == "unit" else norm)
+    vec.meta.update({"n_pairs": len(pairs), "dataset_hash": dataset_hash(list(pairs)), "read": read, **info,
+                     **precheck})  # fmt: skip
     return vec

@@ -239,3 +239,25 @@ def per_item_figure(panels: list[dict], xlabel: str, title: str, path: Path) -> 
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+
+
+def precheck_figure(panels: dict[str, list[dict]], rho: dict[str, str], effect_label: str, title: str, path) -> None:
+    """The pre-check against the effect: one panel per method, a point per dataset, site and n_pairs (x: mean
+    cosine of the pairs' differences to their mean; y: the validation effect there), colour by dataset.
+    panels: {method: [{"dataset", "diff_cosine_to_mean", "effect"}]}; rho: {method: text for its title}."""
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
+    for ax, (method, points) in zip(axes[0], sorted(panels.items()), strict=True):
+        datasets = sorted({p["dataset"] for p in points})
+        for i, d in enumerate(datasets):
+            pts = [p for p in points if p["dataset"] == d and p["diff_cosine_to_mean"] is not None]
+            ax.scatter([p["diff_cosine_to_mean"] for p in pts], [p["effect"] for p in pts], s=16, color=_color(i),
+                       label=d, alpha=0.8)  # fmt: skip
+        ax.axhline(0, color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel("pre-check: mean cosine of differences to their mean", fontsize=8)
+        ax.set_ylabel(effect_label, fontsize=8)
+        ax.set_title(f"{method}: {rho.get(method, '')}", fontsize=8)
+        if len(datasets) > 1:
+            ax.legend(fontsize=6, loc="best")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)

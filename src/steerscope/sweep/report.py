@@ -35,6 +35,7 @@ from .figures import (
 )
 from .per_item import per_item_table
 from .per_item_report import nan_to_none, per_item_sections
+from .precheck import precheck_sections
 from .protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
 from .runner import FITS_NAME, STORE_NAME
 
@@ -276,6 +277,7 @@ def sweep_report(
         if ab:
             stem = lambda model, name: file_stem(model, "ab", name)  # noqa: E731
             sections += behaviour_sections([r for r in rows if r["dataset"] in ab], work, everything, n_boot, stem)
+        sections += precheck_sections(rows, fits, settings, work, everything, n_boot, file_stem)
         items = per_item_table(rows, custom)
         if items:
             sections += per_item_sections(items, everything["summary"], work, everything, n_boot, file_stem)
