@@ -261,3 +261,30 @@ def precheck_figure(panels: dict[str, list[dict]], rho: dict[str, str], effect_l
             ax.legend(fontsize=6, loc="best")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+
+
+def front_figure(searched: list[dict], gridded: list[dict], result: dict, objective: str, title: str, path) -> None:
+    """Every evaluated setting (effect against side effect, validation), the search's and the grid's Pareto fronts
+    as staircases, and each front's chosen point (a star)."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    for kind, pts, color, marker in (("search", searched, "C0", "o"), ("grid", gridded, "C1", "x")):
+        if not pts:
+            continue
+        ax.scatter([p["side_effect"] for p in pts], [p["effect"] for p in pts], s=14, color=color, marker=marker,
+                   alpha=0.45, label=f"{kind}: {len(pts)} settings")  # fmt: skip
+        front = sorted(result[kind]["front"], key=lambda p: p["side_effect"])
+        if front:
+            ax.step([p["side_effect"] for p in front], [p["effect"] for p in front], where="post", color=color, lw=1.6,
+                    label=f"{kind} front")  # fmt: skip
+        chosen = result[kind].get("chosen")
+        if chosen:
+            ax.scatter([chosen["side_effect"]], [chosen["effect"]], s=140, marker="*", color=color, edgecolor="k",
+                       zorder=5, label=f"{kind}: chosen")  # fmt: skip
+    base = (searched or gridded)[0]["unsteered_effect"] if (searched or gridded) else None
+    if base is not None:
+        ax.axhline(base, color="k", ls="--", lw=0.8, label="unsteered")
+    ax.set_xlabel(f"side effect: {objective} (lower is better)")
+    ax.set_ylabel("effect (validation, higher is better)")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
