@@ -4,7 +4,8 @@ Top-level keys (lists are swept): models, methods, sites, coefficients, n_pairs,
 baselines, random_n_pairs, method_options, reference_method, n_boot, dtype, device, device_map, max_memory;
 tables [generation], [selection], [side_effects], [datasets.NAME] for datasets of your own (see sweep/datasets.py),
 [ray] (workers, gpus_per_worker, cpus_per_worker, address: run the cells on Ray workers) and [search] (what
-`steerscope search` samples and minimises; sweep/search.py).
+`steerscope search` samples and minimises; sweep/search.py) and [panel] (the side-effect panel of A/B sweeps;
+sweep/panel.py).
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ class SideEffectSpec:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class PanelSpec:
+    """The side-effect panel of an A/B sweep (sweep/panel.py): every fitted vector, at the site chosen for it, is
+    also measured on the other behaviours' test items (the entanglement matrix: steer X, measure Y, P(+1) - P(-1))
+    and on the A/B files in `ab_files` (e.g. MMLU or TruthfulQA in CAA's A/B layout; at most `n_items` of each)."""
+
+    entanglement: bool = True
+    ab_files: list[str] = field(default_factory=list)
+    n_items: int = 50
+
+
 #: side effects a search can minimise (fluency cost on the prompts' completions; delta CE or KL on natural text)
 SEARCH_OBJECTIVES = ("fluency_cost", "kl", "delta_ce")
 
@@ -109,6 +121,7 @@ class SweepConfig:
     custom_datasets: dict = field(default_factory=dict)
     ray: RaySpec | None = None  # where the cells run (never part of the settings: it changes no value)
     search: SearchSpec | None = None  # `steerscope search` only (not part of a sweep's settings)
+    panel: PanelSpec | None = None  # the side-effect panel of A/B sweeps (its own store records its settings)
 
     @property
     def random_pairs(self) -> int:
@@ -121,7 +134,7 @@ class SweepConfig:
         them, and a rerun with any one different is refused naming each (old -> new): results of two grids are
         never merged into one store or report. Where the cells run ([ray]) is no setting: it changes no value."""
         out = asdict(self)
-        del out["ray"], out["search"]
+        del out["ray"], out["search"], out["panel"]
         return out
 
 
@@ -131,6 +144,7 @@ _TABLES = {
     "side_effects": SideEffectSpec,
     "ray": RaySpec,
     "search": SearchSpec,
+    "panel": PanelSpec,
 }
 
 
@@ -230,6 +244,8 @@ def _check(c: SweepConfig, where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from None
     if c.search is not None:
         check_search(c.search, c.coefficients, where)
+    if c.panel is not None and (not _whole_at_least(c.panel.n_items, 1) or not isinstance(c.panel.ab_files, list)):
+        raise ConfigError(f"{where}: [panel] needs n_items >= 1 and ab_files a list of A/B files, got {c.panel}")
     if c.reference_method not in c.methods:
         raise ConfigError(
             f"{where}: reference_method {c.reference_method!r} is not among the swept methods {c.methods}"

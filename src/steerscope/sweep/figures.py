@@ -288,3 +288,29 @@ def front_figure(searched: list[dict], gridded: list[dict], result: dict, object
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title, fontsize=9)
     save_figure(fig, path)
+
+
+def entanglement_figure(rows: list[dict], title: str, path) -> None:
+    """The entanglement matrix: rows the steered behaviour, columns the measured one (behaviours, then A/B files),
+    each cell P(+1) - P(-1) written in it; a diverging colour scale centred at 0."""
+    steered = sorted({r["steered"] for r in rows})
+    measured = [m for m in steered if any(r["measured"] == m for r in rows)]
+    measured += sorted({r["measured"] for r in rows} - set(measured))
+    grid = np.full((len(steered), len(measured)), np.nan)
+    for r in rows:
+        grid[steered.index(r["steered"]), measured.index(r["measured"])] = r["effect"]
+    bound = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.1 * len(measured) + 3, 0.55 * len(steered) + 2.2))
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    for i in range(len(steered)):
+        for j in range(len(measured)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7,
+                        fontweight="bold" if steered[i] == measured[j] else "normal")  # fmt: skip
+    ax.set_xticks(range(len(measured)), measured, rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(len(steered)), steered, fontsize=7)
+    ax.set_xlabel("measured on")
+    ax.set_ylabel("vector of")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="P(+1) - P(-1)")
+    ax.set_title(title, fontsize=8)
+    save_figure(fig, path)

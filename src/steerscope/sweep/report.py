@@ -33,6 +33,7 @@ from .figures import (
     sample_complexity_figure,
     tradeoff_figure,
 )
+from .panel import PANEL_NAME, panel_sections
 from .per_item import per_item_table
 from .per_item_report import nan_to_none, per_item_sections
 from .precheck import precheck_sections
@@ -277,6 +278,9 @@ def sweep_report(
         if ab:
             stem = lambda model, name: file_stem(model, "ab", name)  # noqa: E731
             sections += behaviour_sections([r for r in rows if r["dataset"] in ab], work, everything, n_boot, stem)
+        if (path.parent / PANEL_NAME).is_file():
+            with ResultStore(path.parent / PANEL_NAME, read_only=True) as panel:
+                sections += panel_sections(panel.rows(), work, everything, n_boot, file_stem)
         sections += precheck_sections(rows, fits, settings, work, everything, n_boot, file_stem)
         items = per_item_table(rows, custom)
         if items:
