@@ -12,6 +12,8 @@ random direction of the mean difference's norm) at the reference method's site. 
 reply's opening, the tokens after the instruction (evaluate.behaviour, as CAA adds after "[/INST]"); side
 effects add it at every position of the natural text. Every cell goes to the results store as it is measured,
 so an interrupted sweep resumes (core.runs.RunFolder); it runs in this process ([ray] is for generation sweeps).
+Each cell stores P and the logit difference per item (per-item slopes: sweep/per_item.py, per_item.csv at the
+end); with a [panel] table every fitted vector is also measured on the other behaviours (sweep/panel.py).
 """
 
 from __future__ import annotations
