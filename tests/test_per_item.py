@@ -101,3 +101,21 @@ def test_generation_per_item_effects_are_steered_minus_unsteered(tmp_path):
                 assert float(r["effect"]) == pytest.approx(one)
     report = sweep_report(tmp_path / "out")
     assert "who the vector fails" in (report / "index.html").read_text()
+
+
+def test_a_binary_score_gets_its_continuous_companion():
+    from steerscope.sweep.per_item import anti_steerable_table, generation_item_effects
+
+    def row(method, metric, items, coefficient=0.0, site="-"):
+        return {"model": "m", "dataset": "d", "method": method, "n_pairs": 4, "site": site, "coefficient": coefficient,
+                "seed": 0, "split": "test", "metric": metric, "items": items}  # fmt: skip
+
+    rows = [row("unsteered", "positive", [1.0, 0.0, 1.0]), row("unsteered", "sentiment", [0.5, -0.2, 0.9]),
+            row("mean_diff", "positive", [1.0, 1.0, 0.0], 4.0, "s"),
+            row("mean_diff", "sentiment", [0.7, 0.4, -0.1], 4.0, "s")]  # fmt: skip
+    items = generation_item_effects(rows, {"d": ["a", "b", "c"]}, {"d": "positive"})
+    assert [r["effect"] for r in items] == [0.0, 1.0, -1.0]
+    assert [r["effect_score"] for r in items] == pytest.approx([0.2, 0.6, -1.0])
+    table = anti_steerable_table(items, n_boot=50)[0]
+    assert table["anti_steerable"] == pytest.approx(1 / 3) and table["tied"] == pytest.approx(1 / 3)
+    assert table["score_wrong_way"] == pytest.approx(1 / 3)

@@ -117,16 +117,25 @@ def ab_item_effects(rows: list[dict], texts: dict[str, list[str]]) -> list[dict]
                 {"kind": "ab", "model": model, "dataset": dataset, "method": method, "n_pairs": n, "site": site,
                  "coefficient": None, "seed": seed, "item": i, "text": names[i] if i < len(names) else "",
                  "effect": float(slope[i]), "effect_p": float(slope_p[i]), "steered": None, "unsteered": None,
-                 "multipliers": " ".join(f"{m:g}" for m in multipliers)}  # fmt: skip
+                 "multipliers": " ".join(f"{m:g}" for m in multipliers), "effect_score": None}  # fmt: skip
             )
     return out
 
 
+#: the continuous score stored beside a binary effect metric (a share that cannot move is a tie; this one moves)
+CONTINUOUS = {"positive": "sentiment", "keyword_rate": "topic_similarity"}
+
+
 def generation_item_effects(rows: list[dict], texts: dict[str, list[str]], metrics: dict[str, str]) -> list[dict]:
-    """One row per steered generation test cell and prompt: its score steered minus unsteered (`effect`).
-    `texts`: each dataset's test prompts; `metrics`: each dataset's effect metric."""
+    """One row per steered generation test cell and prompt: its score steered minus unsteered (`effect`), and the
+    same for the continuous score beside a binary one where the cell holds it (`effect_score`: VADER's compound
+    beside the share positive, topic similarity beside a keyword rate). `texts`: each dataset's test prompts;
+    `metrics`: each dataset's effect metric."""
+    scores = {(r["model"], r["dataset"], r["method"], r["n_pairs"], r["site"], r["coefficient"], r["seed"]): r["items"]
+              for r in rows if r["split"] == "test" and r["metric"] == CONTINUOUS.get(metrics.get(r["dataset"], ""))}
     test = [r for r in rows if r["split"] == "test" and r["metric"] == metrics.get(r["dataset"])]
     base = {(r["model"], r["dataset"]): r["items"] for r in test if r["method"] == "unsteered"}
+    base_scores = {k[:2]: v for k, v in scores.items() if k[2] == "unsteered"}
     out = []
     for r in sorted(test, key=lambda r: tuple(str(r[k]) for k in ("model", "dataset", "method", "n_pairs", "site",
                                                                       "coefficient", "seed"))):  # fmt: skip
@@ -134,12 +143,16 @@ def generation_item_effects(rows: list[dict], texts: dict[str, list[str]], metri
         if r["method"] in BASELINES or unsteered is None or len(unsteered) != len(r["items"]):
             continue
         names = texts.get(r["dataset"], [])
+        key = (r["model"], r["dataset"], r["method"], r["n_pairs"], r["site"], r["coefficient"], r["seed"])
+        score, score_base = scores.get(key), base_scores.get(key[:2])
+        paired = score is not None and score_base is not None and len(score) == len(score_base) == len(r["items"])
         for i, (s, u) in enumerate(zip(r["items"], unsteered, strict=True)):
             out.append(
                 {"kind": "generation", "model": r["model"], "dataset": r["dataset"], "method": r["method"],
                  "n_pairs": r["n_pairs"], "site": r["site"], "coefficient": r["coefficient"], "seed": r["seed"],
                  "item": i, "text": names[i] if i < len(names) else "", "effect": float(s) - float(u),
-                 "effect_p": None, "steered": float(s), "unsteered": float(u), "multipliers": None}  # fmt: skip
+                 "effect_p": None, "steered": float(s), "unsteered": float(u), "multipliers": None,
+                 "effect_score": float(score[i]) - float(score_base[i]) if paired else None}  # fmt: skip
             )
     return out
 
@@ -173,14 +186,20 @@ def effects_by_setting(item_rows: list[dict]) -> dict[tuple, np.ndarray]:
 
 
 def anti_steerable_table(item_rows: list[dict], n_boot: int = 1000) -> list[dict]:
-    """One row per setting: the anti-steerable fraction with its interval, the ties and the mean effect."""
+    """One row per setting: the anti-steerable fraction with its interval, the ties and the mean effect, and the
+    share pushed the wrong way on the continuous score beside a binary metric (`score_wrong_way`) where kept."""
     out = []
+    with_score = [{**r, "effect": r["effect_score"]} for r in item_rows if r.get("effect_score") is not None]
+    scored = effects_by_setting(with_score)
     for key, effects in sorted(effects_by_setting(item_rows).items(), key=lambda kv: tuple(map(str, kv[0]))):
         frac = anti_steerable_fraction(effects, n_boot)
+        score = anti_steerable_fraction(scored[key], n_boot) if key in scored else None
         out.append({**dict(zip(SETTING, key, strict=True)), "anti_steerable": frac["value"],
                     "anti_steerable_lo": frac["ci"][0], "anti_steerable_hi": frac["ci"][1], "tied": frac["tied"],
-                    "mean_effect": frac["mean_effect"], "n_seeds": frac["n_seeds"],
-                    "n_items": frac["n_items"]})  # fmt: skip
+                    "mean_effect": frac["mean_effect"], "n_seeds": frac["n_seeds"], "n_items": frac["n_items"],
+                    "score_wrong_way": score["value"] if score else None,
+                    "score_wrong_way_lo": score["ci"][0] if score else None,
+                    "score_wrong_way_hi": score["ci"][1] if score else None})  # fmt: skip
     return out
 
 
