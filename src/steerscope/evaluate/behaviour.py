@@ -227,6 +227,13 @@ def ab_probability(last_logits: Tensor, matching_ids: Tensor, other_ids: Tensor)
     return torch.softmax(pair.squeeze(1), dim=-1)[:, 0].cpu().numpy()
 
 
+def ab_logit_difference(last_logits: Tensor, matching_ids: Tensor, other_ids: Tensor) -> np.ndarray:
+    """logit(matching) - logit(other) per row, float64 (the log-odds of P(matching); Tan et al.'s propensity)."""
+    logits = last_logits.double()
+    diff = logits.gather(-1, matching_ids.view(-1, 1)) - logits.gather(-1, other_ids.view(-1, 1))
+    return diff.squeeze(1).cpu().numpy()
+
+
 def behaviour_probability(
     lm: LoadedModel,
     items: Sequence[ABItem],
@@ -239,11 +246,24 @@ def behaviour_probability(
     """P(behaviour-matching answer) per item, with `vector` (anything with `apply(lm, coefficient, positions)`,
     e.g. a SteeringVector) added at `coefficient` -- by default at the reply's opening, as CAA does -- and under
     whatever intervention is active around the call."""
+    return behaviour_scores(lm, items, batch_size, template, vector, coefficient, positions)[0]
+
+
+def behaviour_scores(
+    lm: LoadedModel,
+    items: Sequence[ABItem],
+    batch_size: int = 8,
+    template: str = "auto",
+    vector=None,
+    coefficient: float = 0.0,
+    positions: str | Tensor = REPLY,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P(behaviour-matching answer), logit(matching) - logit(other)) per item, as `behaviour_probability`."""
     if not items:
         raise ValueError("no A/B items to score")
     lengths = [len(lm.tokenizer(ab_prompt(lm.tokenizer, it, template))["input_ids"]) for it in items]
     order = np.argsort(lengths, kind="stable")  # batches of similar length: little padding
-    out = []
+    out, diffs = [], []
     for start in range(0, len(items), batch_size):
         chunk = [items[int(i)] for i in order[start : start + batch_size]]
         prompts, yes, no = _ab_batch(lm, chunk, template)
@@ -254,10 +274,12 @@ def behaviour_probability(
         steer = vector.apply(lm, coefficient, where) if vector is not None and coefficient != 0 else nullcontext()
         with torch.no_grad(), steer:
             logits = run_forward(lm, batch, logits_to_keep=1).logits[:, -1]
-        out.append(ab_probability(logits, yes.to(logits.device), no.to(logits.device)))
-    p = np.empty(len(items))
-    p[order] = np.concatenate(out)
-    return p
+        yes, no = yes.to(logits.device), no.to(logits.device)
+        out.append(ab_probability(logits, yes, no))
+        diffs.append(ab_logit_difference(logits, yes, no))
+    p, d = np.empty(len(items)), np.empty(len(items))
+    p[order], d[order] = np.concatenate(out), np.concatenate(diffs)
+    return p, d
 
 
 def behaviour_curve(

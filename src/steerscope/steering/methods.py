@@ -24,6 +24,7 @@ from torch import Tensor
 from ..core.extract import READS, text_vectors
 from ..core.hooks import capture
 from ..core.models import LoadedModel
+from .alignment import PRECHECK, AlignmentSums, diff_alignment, precheck_meta
 from .pairs import ContrastPair, dataset_hash
 from .vector import SteeringVector
 
@@ -122,17 +123,29 @@ def mean_diff(
     """CAA / diff-in-means: mean over pairs of (positive - negative), from float64 running sums."""
     _need_pairs(pairs, "mean_diff")
     sums: dict[str, Tensor] = {}
+    positives: dict[str, list[Tensor]] = {}  # kept until their negatives arrive: the pre-check's differences
+    alignment: dict[str, AlignmentSums] = {}
+    seen: dict[str, int] = {}
 
     def accumulate(sign: float) -> Callable[[str, Tensor], None]:
         def sink(name: str, vec: Tensor) -> None:
             sums[name] = sums.get(name, torch.zeros(vec.shape[-1], dtype=torch.float64)) + sign * vec.double().sum(0)
+            if sign > 0:
+                positives.setdefault(name, []).append(vec)
+                return
+            start = seen.get(name, 0)
+            alignment.setdefault(name, AlignmentSums()).add(positives[name][0][start : start + len(vec)] - vec)
+            seen[name] = start + len(vec)
 
         return sink
 
     text_vectors(lm, [p.positive for p in pairs], sites, read, batch_size, sink=accumulate(1.0))
+    positives = {s: [torch.cat(v)] for s, v in positives.items()}  # one [N, d] tensor per site
     text_vectors(lm, [p.negative for p in pairs], sites, read, batch_size, sink=accumulate(-1.0))
     vectors = {s: v / len(pairs) for s, v in sums.items()}
-    return SteeringVector(vectors, _meta(lm, "mean_diff", pairs, read, {}))
+    meta = _meta(lm, "mean_diff", pairs, read, {})
+    meta.update(precheck_meta({s: a.result() for s, a in alignment.items()}))
+    return SteeringVector(vectors, meta)
 
 
 def _paired(lm, pairs, sites, read, batch_size) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -172,7 +185,8 @@ def pca(
     for s in pos:
         diff_norm = float(np.linalg.norm((pos[s].double().numpy() - neg[s].double().numpy()).mean(0)))
         vectors[s] = _scaled(pca_direction(pos[s], neg[s], variant), diff_norm, scale)
-    return SteeringVector(vectors, _meta(lm, "pca", pairs, read, {"variant": variant, "scale": scale}))
+    meta = _meta(lm, "pca", pairs, read, {"variant": variant, "scale": scale})
+    return SteeringVector(vectors, {**meta, **precheck_meta({s: diff_alignment(pos[s], neg[s]) for s in pos})})
 
 
 def probe(
@@ -194,7 +208,8 @@ def probe(
     for s in pos:
         diff_norm = float(np.linalg.norm((pos[s] - neg[s]).double().numpy().mean(0)))
         vectors[s] = _scaled(probe_direction(pos[s], neg[s], C, seed), diff_norm, scale)
-    return SteeringVector(vectors, _meta(lm, "probe", pairs, read, {"C": C, "scale": scale}))
+    meta = _meta(lm, "probe", pairs, read, {"C": C, "scale": scale})
+    return SteeringVector(vectors, {**meta, **precheck_meta({s: diff_alignment(pos[s], neg[s]) for s in pos})})
 
 
 def random_direction(
@@ -214,6 +229,8 @@ def random_direction(
         v = torch.randn(lm.d_model, generator=g, dtype=torch.float64)
         vectors[s] = v / v.norm() * reference.meta["norms"][str(s)]
     meta = _meta(lm, "random", pairs, read, {"seed": seed, "norm_of": reference.meta.get("method")})
+    if like is None:  # the pairs' own pre-check (the control's direction ignores it: it should not predict here)
+        meta.update({k: reference.meta[k] for k in PRECHECK if k in reference.meta})
     return SteeringVector(vectors, meta)
 
 

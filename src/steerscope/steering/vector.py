@@ -23,6 +23,7 @@ from ..core.io import atomic_write_bytes
 from ..core.models import LoadedModel
 from ..core.sites import parse_site
 from ..core.validate import BadNumberError, finite
+from .alignment import describe_precheck
 
 HEADER_KEY = "steerscope"
 
@@ -199,4 +200,4 @@ class SteeringVector:
         ]
         for s, v in self.vectors.items():
             lines.append(f"  {s}: shape {tuple(v.shape)}, norm {m['norms'][s]:.4g}")
-        return "\n".join(lines)
+        return "\n".join(lines + describe_precheck(m))

@@ -12,6 +12,8 @@ random direction of the mean difference's norm) at the reference method's site. 
 reply's opening, the tokens after the instruction (evaluate.behaviour, as CAA adds after "[/INST]"); side
 effects add it at every position of the natural text. Every cell goes to the results store as it is measured,
 so an interrupted sweep resumes (core.runs.RunFolder); it runs in this process ([ray] is for generation sweeps).
+Each cell stores P and the logit difference per item (per-item slopes: sweep/per_item.py, per_item.csv at the
+end); with a [panel] table every fitted vector is also measured on the other behaviours (sweep/panel.py).
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from rich.console import Console
 from ..core.io import write_json
 from ..core.models import LoadedModel, load_model
 from ..core.runs import RunFolder, model_info, package_versions, progress_bar
-from ..evaluate.behaviour import behaviour_probability
+from ..evaluate.behaviour import behaviour_scores
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, Intervention, at_site, fit_intervention, method_names
 from .config import ConfigError, SweepConfig
-from .datasets import AB_METRIC, ABTask, get_task, is_ab
+from .datasets import AB_LOGIT_METRIC, AB_METRIC, ABTask, get_task, is_ab
+from .panel import measure_panel, open_panel, panel_targets
+from .per_item import write_per_item
 from .protocol import SELECT_MULTIPLIERS, ab_layer_sweep, ab_multipliers, select_ab_sites
 from .runner import FITS_NAME, NO_SITE, PROVENANCE_NAME, STORE_NAME, VectorSpec, fit_summary, pair_subset
 
@@ -87,6 +91,11 @@ class ABSweep:
         self.store.check_settings(settings)
         write_json(self.out / "config.json", {k: v for k, v in asdict(config).items() if k != "ray"})
         self.done = self.store.done()
+        self.panel_store, self.panel_done, self.targets = None, set(), []
+        if config.panel is not None:  # the side-effect panel (sweep/panel.py): its files are read before any work
+            self.targets = panel_targets(self.tasks, config.panel)
+            self.panel_store = open_panel(self.out, settings, config.panel, config.n_boot)
+            self.panel_done = self.panel_store.done()
         fits = self.out / FITS_NAME
         self.fits: dict[str, dict] = json.loads(fits.read_text(encoding="utf-8")) if fits.is_file() else {}
         self.selections: dict[str, list] = {}
@@ -123,7 +132,10 @@ class ABSweep:
                 self._record_provenance(model, lm)
                 self._run_model(model, lm)
         self.progress = None
+        write_per_item(self.store, self.out, self.config.custom_datasets)
         self.store.close()
+        if self.panel_store is not None:
+            self.panel_store.close()
         return self.folder.commit() / STORE_NAME
 
     def _record_provenance(self, model: str, lm: LoadedModel) -> None:
@@ -140,8 +152,8 @@ class ABSweep:
             return
         items = task.split_items()[cell.split]
         batch = self.config.generation.batch_size
-        p = behaviour_probability(lm, items, batch, task.template, vector, cell.coefficient)
-        metrics = {AB_METRIC: p, **(extra() if extra is not None else {})}
+        p, logit_diff = behaviour_scores(lm, items, batch, task.template, vector, cell.coefficient)
+        metrics = {AB_METRIC: p, AB_LOGIT_METRIC: logit_diff, **(extra() if extra is not None else {})}
         self.store.write(cell, metrics)
         self.done.add(cell.key)
         if self.progress is not None:
@@ -184,6 +196,24 @@ class ABSweep:
                     if choice is not None:
                         self.progress.update(self.task_id, description=f"{model} / {task.name}: test {_label(spec)}")
                         self._test(model, lm, task, spec, choice.site, probe)
+            if self.panel_store is not None:
+                self._panel(model, lm, specs, chosen, n)
+
+    def _panel(self, model: str, lm: LoadedModel, specs: list[VectorSpec], chosen: dict, n: int) -> None:
+        """The side-effect panel: each fitted vector at its chosen site on every target (sweep/panel.py)."""
+        assert self.panel_store is not None
+        for task in self.tasks:
+            for spec in specs:
+                choice = chosen.get((model, spec.method, n))
+                if choice is None:
+                    continue
+                self.progress.update(self.task_id, description=f"{model} / {task.name}: side-effect panel")
+
+                def vector(task=task, spec=spec, site=choice.site):
+                    return at_site(self._vector(model, lm, task, spec, self.config.sites)[0], site)
+
+                measure_panel(self.panel_store, self.panel_done, lm, model, task.name, spec.method, n, spec.seed,
+                              choice.site, vector, self.targets, self.config.generation.batch_size)  # fmt: skip
 
     def _vector(self, model: str, lm: LoadedModel, task: ABTask, spec: VectorSpec, sites: list[str]):
         """The intervention of `spec` on the task's train pairs at `sites` and its cost (fitted once per n)."""

@@ -28,6 +28,7 @@ from ..core.runs import model_info
 from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
 from ..evaluate.store import Cell
 from ..methods import Intervention, at_site, fit_intervention, method_sites
+from ..steering.alignment import PRECHECK
 from ..steering.pairs import ContrastPair
 from .config import SweepConfig
 from .datasets import ConceptTask, get_task
@@ -80,10 +81,11 @@ def pair_subset(pairs: list[ContrastPair], n: int, seed: int) -> list[ContrastPa
 
 
 def fit_summary(spec: VectorSpec, fitted: Intervention, cost: dict[str, float]) -> dict:
-    """What was fitted, for the record: norms per site, an SAE method's latent and how it ranked, and the cost."""
+    """What was fitted, for the record: norms per site, the pairs' pre-check per site (steering.alignment), an SAE
+    method's latent and how it ranked, and the cost."""
     meta = fitted.meta
     out: dict = {"method": spec.method, "n_pairs": spec.n_pairs, "seed": spec.seed, "norms": meta.get("norms")}
-    for key in ("latent", "chosen_by", "ranking_top", "scale"):
+    for key in ("latent", "chosen_by", "ranking_top", "scale", *PRECHECK):
         if key in meta:
             out[key] = meta[key]
     return {**out, "cost": cost}

@@ -2,8 +2,10 @@
 
 Top-level keys (lists are swept): models, methods, sites, coefficients, n_pairs, seeds, datasets,
 baselines, random_n_pairs, method_options, reference_method, n_boot, dtype, device, device_map, max_memory;
-tables [generation], [selection], [side_effects], [datasets.NAME] for datasets of your own (see sweep/datasets.py)
-and [ray] (workers, gpus_per_worker, cpus_per_worker, address: run the cells on Ray workers).
+tables [generation], [selection], [side_effects], [datasets.NAME] for datasets of your own (see sweep/datasets.py),
+[ray] (workers, gpus_per_worker, cpus_per_worker, address: run the cells on Ray workers) and [search] (what
+`steerscope search` samples and minimises; sweep/search.py) and [panel] (the side-effect panel of A/B sweeps;
+sweep/panel.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,42 @@ class SideEffectSpec:
 
 
 @dataclass(frozen=True)
+class PanelSpec:
+    """The side-effect panel of an A/B sweep (sweep/panel.py): every fitted vector, at the site chosen for it, is
+    also measured on the other behaviours' test items (the entanglement matrix: steer X, measure Y, P(+1) - P(-1))
+    and on the A/B files in `ab_files` (e.g. MMLU or TruthfulQA in CAA's A/B layout; at most `n_items` of each)."""
+
+    entanglement: bool = True
+    ab_files: list[str] = field(default_factory=list)
+    n_items: int = 50
+
+
+#: side effects a search can minimise (fluency cost on the prompts' completions; delta CE or KL on natural text)
+SEARCH_OBJECTIVES = ("fluency_cost", "kl", "delta_ce")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """`steerscope search`: Optuna's multi-objective TPE over site x coefficient (x method, x n_pairs when the
+    config lists several) on validation, maximising the effect and minimising `objective`.
+
+    trials: settings the search evaluates (0: as many as the grid has, the equal budget); coefficient_min /
+    coefficient_max: the coefficient's range (default: the config's smallest and largest coefficient); log: sample
+    it on a log scale; max_side_effect: the chosen point is the front's largest effect with the side effect at
+    most this (default: [selection] max_fluency_cost for fluency_cost, 0.1 nats for kl and delta_ce); grid: also
+    evaluate the config's grid on validation and compare the two fronts; seed: the sampler's."""
+
+    trials: int = 0
+    objective: str = "kl"
+    coefficient_min: float | None = None
+    coefficient_max: float | None = None
+    log: bool = False
+    max_side_effect: float | None = None
+    grid: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     sites: list[str]
     coefficients: list[float]
@@ -80,6 +118,8 @@ class SweepConfig:
     custom_datasets: dict = field(default_factory=dict)
     ray: RaySpec | None = None  # where the cells run (never part of the settings: it changes no value)
     engine: str = "hf"  # "vllm": completions generated through vLLM (sweep/cells.py); fits and scores stay on HF
+    search: SearchSpec | None = None  # `steerscope search` only (not part of a sweep's settings)
+    panel: PanelSpec | None = None  # the side-effect panel of A/B sweeps (its own store records its settings)
 
     @property
     def random_pairs(self) -> int:
@@ -92,13 +132,20 @@ class SweepConfig:
         them, and a rerun with any one different is refused naming each (old -> new): results of two grids are
         never merged into one store or report. Where the cells run ([ray]) is no setting: it changes no value."""
         out = asdict(self)
-        del out["ray"]
+        del out["ray"], out["search"], out["panel"]
         if out["engine"] == "hf":  # the default is left out, so stores written before the key existed still match
             del out["engine"]
         return out
 
 
-_TABLES = {"generation": GenerationSpec, "selection": SelectionSpec, "side_effects": SideEffectSpec, "ray": RaySpec}
+_TABLES = {
+    "generation": GenerationSpec,
+    "selection": SelectionSpec,
+    "side_effects": SideEffectSpec,
+    "ray": RaySpec,
+    "search": SearchSpec,
+    "panel": PanelSpec,
+}
 
 
 def _table(cls, data, name: str):
@@ -197,10 +244,39 @@ def _check(c: SweepConfig, where: str) -> None:
         parse_max_memory(c.max_memory or None)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if c.search is not None:
+        check_search(c.search, c.coefficients, where)
+    if c.panel is not None and (not _whole_at_least(c.panel.n_items, 1) or not isinstance(c.panel.ab_files, list)):
+        raise ConfigError(f"{where}: [panel] needs n_items >= 1 and ab_files a list of A/B files, got {c.panel}")
     if c.reference_method not in c.methods:
         raise ConfigError(
             f"{where}: reference_method {c.reference_method!r} is not among the swept methods {c.methods}"
         )
+
+
+def check_search(s: SearchSpec, coefficients: list[float], where: str) -> None:
+    if s.objective not in SEARCH_OBJECTIVES:
+        names = ", ".join(SEARCH_OBJECTIVES)
+        raise ConfigError(f"{where}: [search] objective must be one of {names}, got {s.objective!r}")
+    if not _whole_at_least(s.trials, 0):
+        raise ConfigError(f"{where}: [search] trials must be an integer >= 0 (0: the grid's size), got {s.trials!r}")
+    lo, hi = search_range(s, coefficients)
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in (lo, hi)):
+        raise ConfigError(f"{where}: [search] coefficient_min and coefficient_max must be finite numbers")
+    if not lo < hi or (s.log and lo <= 0):
+        raise ConfigError(
+            f"{where}: [search] needs coefficient_min < coefficient_max (both > 0 with log = true), got {lo}, {hi}; "
+            "set them in [search] or list at least two coefficients"
+        )
+    if s.max_side_effect is not None and not _positive_number(s.max_side_effect):
+        raise ConfigError(f"{where}: [search] max_side_effect must be a positive number, got {s.max_side_effect!r}")
+
+
+def search_range(s: SearchSpec, coefficients: list[float]) -> tuple[float, float]:
+    """The coefficient range a search samples from."""
+    lo = s.coefficient_min if s.coefficient_min is not None else min(coefficients)
+    hi = s.coefficient_max if s.coefficient_max is not None else max(coefficients)
+    return lo, hi
 
 
 def load_config(path: str | Path) -> SweepConfig:

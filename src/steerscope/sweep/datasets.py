@@ -142,6 +142,8 @@ class ConceptTask:
 AB_SPLITS = ("train", "validation", "test")
 #: the metric of an A/B dataset: P(behaviour-matching answer) per item
 AB_METRIC = "p_behaviour"
+#: beside it: logit(matching) - logit(other) per item (the log-odds of P; per-item slopes read it)
+AB_LOGIT_METRIC = "logit_diff"
 CAA_PREFIX = "caa:"
 BUILTIN_AB = {f"caa-{b}": {"items": f"{CAA_PREFIX}{b}"} for b in CAA_BEHAVIOURS}
 

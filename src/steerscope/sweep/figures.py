@@ -216,3 +216,101 @@ def _site_order(site: str) -> tuple[int, str]:
     except SiteError:
         return (10**6, site)
     return (parsed.layer, parsed.kind) if parsed.layer is not None else (10**6, site)
+
+
+def per_item_figure(panels: list[dict], xlabel: str, title: str, path: Path) -> None:
+    """One histogram per setting of its items' effects (every seed's), zero marked, the anti-steerable fraction
+    and its interval in each panel's title. panels: [{"label", "effects" (1-D), "anti", "lo", "hi"}]."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        e = np.asarray(panel["effects"], dtype=float)
+        e = e[np.isfinite(e)]
+        if len(e):
+            ax.hist(e, bins=min(30, max(5, len(e) // 2)), color="C0", alpha=0.8)
+        ax.axvline(0, color="C3", lw=1.2, ls="--")
+        ax.set_title(f"{panel['label']}\nwrong way {panel['anti']:.0%} [{panel['lo']:.0%}, {panel['hi']:.0%}]",
+                     fontsize=8)  # fmt: skip
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("items x seeds", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def precheck_figure(panels: dict[str, list[dict]], rho: dict[str, str], effect_label: str, title: str, path) -> None:
+    """The pre-check against the effect: one panel per method, a point per dataset, site and n_pairs (x: mean
+    cosine of the pairs' differences to their mean; y: the validation effect there), colour by dataset.
+    panels: {method: [{"dataset", "diff_cosine_to_mean", "effect"}]}; rho: {method: text for its title}."""
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
+    for ax, (method, points) in zip(axes[0], sorted(panels.items()), strict=True):
+        datasets = sorted({p["dataset"] for p in points})
+        for i, d in enumerate(datasets):
+            pts = [p for p in points if p["dataset"] == d and p["diff_cosine_to_mean"] is not None]
+            ax.scatter([p["diff_cosine_to_mean"] for p in pts], [p["effect"] for p in pts], s=16, color=_color(i),
+                       label=d, alpha=0.8)  # fmt: skip
+        ax.axhline(0, color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel("pre-check: mean cosine of differences to their mean", fontsize=8)
+        ax.set_ylabel(effect_label, fontsize=8)
+        ax.set_title(f"{method}: {rho.get(method, '')}", fontsize=8)
+        if len(datasets) > 1:
+            ax.legend(fontsize=6, loc="best")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def front_figure(searched: list[dict], gridded: list[dict], result: dict, objective: str, title: str, path) -> None:
+    """Every evaluated setting (effect against side effect, validation), the search's and the grid's Pareto fronts
+    as staircases, and each front's chosen point (a star)."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    for kind, pts, color, marker in (("search", searched, "C0", "o"), ("grid", gridded, "C1", "x")):
+        if not pts:
+            continue
+        ax.scatter([p["side_effect"] for p in pts], [p["effect"] for p in pts], s=14, color=color, marker=marker,
+                   alpha=0.45, label=f"{kind}: {len(pts)} settings")  # fmt: skip
+        front = sorted(result[kind]["front"], key=lambda p: p["side_effect"])
+        if front:
+            ax.step([p["side_effect"] for p in front], [p["effect"] for p in front], where="post", color=color, lw=1.6,
+                    label=f"{kind} front")  # fmt: skip
+        chosen = result[kind].get("chosen")
+        if chosen:
+            ax.scatter([chosen["side_effect"]], [chosen["effect"]], s=140, marker="*", color=color, edgecolor="k",
+                       zorder=5, label=f"{kind}: chosen")  # fmt: skip
+    base = (searched or gridded)[0]["unsteered_effect"] if (searched or gridded) else None
+    if base is not None:
+        ax.axhline(base, color="k", ls="--", lw=0.8, label="unsteered")
+    ax.set_xlabel(f"side effect: {objective} (lower is better)")
+    ax.set_ylabel("effect (validation, higher is better)")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def entanglement_figure(rows: list[dict], title: str, path) -> None:
+    """The entanglement matrix: rows the steered behaviour, columns the measured one (behaviours, then A/B files),
+    each cell P(+1) - P(-1) written in it; a diverging colour scale centred at 0."""
+    steered = sorted({r["steered"] for r in rows})
+    measured = [m for m in steered if any(r["measured"] == m for r in rows)]
+    measured += sorted({r["measured"] for r in rows} - set(measured))
+    grid = np.full((len(steered), len(measured)), np.nan)
+    for r in rows:
+        grid[steered.index(r["steered"]), measured.index(r["measured"])] = r["effect"]
+    bound = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.1 * len(measured) + 3, 0.55 * len(steered) + 2.2))
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    for i in range(len(steered)):
+        for j in range(len(measured)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7,
+                        fontweight="bold" if steered[i] == measured[j] else "normal")  # fmt: skip
+    ax.set_xticks(range(len(measured)), measured, rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(len(steered)), steered, fontsize=7)
+    ax.set_xlabel("measured on")
+    ax.set_ylabel("vector of")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="P(+1) - P(-1)")
+    ax.set_title(title, fontsize=8)
+    save_figure(fig, path)

@@ -6,7 +6,8 @@ RESULTS/report/: summary.csv (effect, fluency, side effects and the cost of find
 per method and n_pairs), comparison.csv (methods at the reference method's coefficient: matched norm),
 baselines.csv, selection.csv, grid.csv (every validation cell: effect, topic relevance and fluency cost by site
 and coefficient), report.json, the figures sample_complexity.png, amortized_cost.png (effect against total tokens
-and FLOPs, an SAE's training included), tradeoff.png, layer_sweep.png, layer_coefficient.png (the grid, ActAdd's
+and FLOPs, an SAE's training included), per_item.csv and anti_steerable.csv with a per_item.png per dataset (who the
+vector fails: sweep/per_item.py), tradeoff.png, layer_sweep.png, layer_coefficient.png (the grid, ActAdd's
 figure), and index.html. A/B datasets (CAA) get their own sections (sweep/behaviour_report.py).
 The store is opened read-only; the report folder is a core.runs.RunFolder (written in `<report>.partial/`,
 swapped in when complete), and an earlier report is replaced on each run since it is derived output.
@@ -32,6 +33,10 @@ from .figures import (
     sample_complexity_figure,
     tradeoff_figure,
 )
+from .panel import PANEL_NAME, panel_sections
+from .per_item import per_item_table
+from .per_item_report import nan_to_none, per_item_sections
+from .precheck import precheck_sections
 from .protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
 from .runner import FITS_NAME, STORE_NAME
 
@@ -273,6 +278,15 @@ def sweep_report(
         if ab:
             stem = lambda model, name: file_stem(model, "ab", name)  # noqa: E731
             sections += behaviour_sections([r for r in rows if r["dataset"] in ab], work, everything, n_boot, stem)
+        if (path.parent / PANEL_NAME).is_file():
+            with ResultStore(path.parent / PANEL_NAME, read_only=True) as panel:
+                sections += panel_sections(panel.rows(), work, everything, n_boot, file_stem)
+        sections += precheck_sections(rows, fits, settings, work, everything, n_boot, file_stem)
+        items = per_item_table(rows, custom)
+        if items:
+            sections += per_item_sections(items, everything["summary"], work, everything, n_boot, file_stem)
+            everything["per_item"] = nan_to_none(everything["per_item"])
+            everything["anti_steerable"] = nan_to_none(everything["anti_steerable"])
     for name, table in everything.items():
         write_csv(folder.path(f"{name}.csv"), table)
     write_json(folder.path("report.json"), {"settings": settings, "config": config, **everything})

@@ -45,6 +45,7 @@ from .cells import CellJob, CellResult, VectorSpec, fit_summary, pair_subset  # 
 from .config import ConfigError, SweepConfig
 from .datasets import SPLITS, ConceptTask, get_task, is_ab
 from .engines import Engine, engine_for
+from .per_item import write_per_item
 from .protocol import select
 
 STORE_NAME = "results.sqlite"
@@ -143,6 +144,7 @@ class SweepRunner:
         finally:
             self.progress = None
             self._close_engine()
+        write_per_item(self.store, self.out, self.config.custom_datasets)
         self.store.close()
         self._report_failures()
         return self.folder.commit() / STORE_NAME
