@@ -37,7 +37,7 @@ from steerscope.evaluate.scorers import sentiment_compound, share_positive
 from steerscope.steering.llamacpp import control_layer, export_control_vector
 from steerscope.steering.methods import mean_diff
 from steerscope.steering.pairs import load_pairs
-from steerscope.sweep.datasets import get_task
+from steerscope.steering.tasks import get_task
 
 TARGET = "llama-completion"
 

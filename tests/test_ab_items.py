@@ -19,8 +19,8 @@ from steerscope.evaluate.behaviour import (
     read_ab_items,
 )
 from steerscope.steering.pairs import PairDataError, read_pairs
+from steerscope.steering.tasks import ABTask, get_task
 from steerscope.steering.vector import SteeringVector
-from steerscope.sweep.datasets import ABTask, get_task
 
 CHAT = "{% for m in messages %}w1 {{ m['content'] }} w2 {% endfor %}{% if add_generation_prompt %}w3 {% endif %}"
 

@@ -110,7 +110,7 @@ def test_weddings_vector_on_the_default_model_which_adds_no_bos():
     from steerscope import load_model
     from steerscope.core.generate import generate_text
     from steerscope.evaluate.scorers import keyword_hits
-    from steerscope.sweep.datasets import ACTADD_WEDDING_WORDS
+    from steerscope.steering.tasks import ACTADD_WEDDING_WORDS
 
     lm = load_model("default")
     site = "resid_pre.16"

@@ -12,9 +12,9 @@ from test_sweep_ab import _config, _hand_vector, _items, letter_tokenizer
 from tiny_models import tiny_model
 
 from steerscope.evaluate.behaviour import behaviour_probability, read_ab_items
+from steerscope.steering.tasks import get_task
 from steerscope.steering.vector import SteeringVector
 from steerscope.sweep.config import PanelSpec
-from steerscope.sweep.datasets import get_task
 from steerscope.sweep.report import sweep_report
 from steerscope.sweep.runner import run_sweep
 

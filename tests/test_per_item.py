@@ -12,8 +12,8 @@ from tiny_models import tiny_model
 
 from steerscope.evaluate.behaviour import behaviour_probability
 from steerscope.evaluate.store import ResultStore
+from steerscope.steering.tasks import get_task
 from steerscope.steering.vector import SteeringVector
-from steerscope.sweep.datasets import get_task
 from steerscope.sweep.per_item import PER_ITEM_NAME, anti_steerable_fraction, item_slopes
 from steerscope.sweep.report import sweep_report
 from steerscope.sweep.runner import run_sweep

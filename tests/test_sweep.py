@@ -12,7 +12,7 @@ from tiny_models import tiny_model
 import steerscope.sweep.runner as runner_mod
 from steerscope.evaluate.store import ResultStore, SettingsMismatchError, cell_of
 from steerscope.methods import COST_METRICS
-from steerscope.sweep.datasets import get_task
+from steerscope.steering.tasks import get_task
 from steerscope.sweep.engines import LocalEngine
 from steerscope.sweep.protocol import paired_difference, select
 from steerscope.sweep.runner import STORE_NAME, SweepRunner, pair_subset, run_sweep, vector_specs

@@ -15,10 +15,10 @@ from transformers import PreTrainedTokenizerFast
 from steerscope.core.hooks import capture
 from steerscope.evaluate.behaviour import ab_pair_texts, behaviour_probability
 from steerscope.evaluate.store import ResultStore, cell_of
+from steerscope.steering.tasks import get_task
 from steerscope.steering.vector import SteeringVector
-from steerscope.sweep.behaviour import ABSweep, run_ab_sweep
+from steerscope.sweep.ab import ABSweep, run_ab_sweep
 from steerscope.sweep.config import ConfigError, parse_config
-from steerscope.sweep.datasets import get_task
 from steerscope.sweep.protocol import ab_multipliers
 from steerscope.sweep.report import sweep_report
 from steerscope.sweep.runner import STORE_NAME, pair_subset

@@ -9,8 +9,8 @@ from steerscope.evaluate.store import ResultStore
 from steerscope.sae.methods import fit_sae_clamp
 from steerscope.sae.model import SAEConfig, SparseAutoencoder
 from steerscope.sae.saelens import save_saelens
+from steerscope.steering.tasks import get_task
 from steerscope.sweep.config import ConfigError
-from steerscope.sweep.datasets import get_task
 from steerscope.sweep.runner import pair_subset, run_sweep
 
 SAE_SITE = "resid_pre.2"

@@ -164,8 +164,8 @@ def _steering_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str,
 
 
 def _comparison_part(demo: Demo, lm: LoadedModel, folder: RunFolder) -> tuple[str, dict]:
+    from .steering.tasks import BUILTIN
     from .sweep.config import GenerationSpec, SideEffectSpec, SweepConfig
-    from .sweep.datasets import BUILTIN
     from .sweep.report import sweep_report
     from .sweep.runner import run_sweep
 

@@ -24,9 +24,9 @@ from ..core.generate import generate_text
 from ..core.models import LoadedModel
 from ..core.sites import site_name
 from ..evaluate.fluency import completion_cross_entropy
+from ..steering.tasks import BUILTIN as CONCEPTS
+from ..steering.tasks import ConceptTask, get_task
 from ..steering.vector import SteeringVector
-from ..sweep.datasets import BUILTIN as CONCEPTS
-from ..sweep.datasets import ConceptTask, get_task
 from .engine import ModelThread, Ticket
 from .plan import Column, Limits, Plan, SteerRequest, check_positions, make_plan
 from .vectors import VectorLibrary

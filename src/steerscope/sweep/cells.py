@@ -30,8 +30,8 @@ from ..evaluate.store import Cell
 from ..methods import Intervention, at_site, fit_intervention, method_sites
 from ..steering.alignment import PRECHECK
 from ..steering.pairs import ContrastPair
+from ..steering.tasks import ConceptTask, get_task
 from .config import SweepConfig
-from .datasets import ConceptTask, get_task
 
 #: vectors a measurer keeps per model (the fitted interventions of the specs it measured last)
 KEPT_VECTORS = 64

@@ -2,7 +2,7 @@
 
 Top-level keys (lists are swept): models, methods, sites, coefficients, n_pairs, seeds, datasets,
 baselines, random_n_pairs, method_options, reference_method, n_boot, dtype, device, device_map, max_memory;
-tables [generation], [selection], [side_effects], [datasets.NAME] for datasets of your own (see sweep/datasets.py),
+tables [generation], [selection], [side_effects], [datasets.NAME] for datasets of your own (see steering/tasks.py),
 [ray] (workers, gpus_per_worker, cpus_per_worker, address: run the cells on Ray workers) and [search] (what
 `steerscope search` samples and minimises; sweep/search.py) and [panel] (the side-effect panel of A/B sweeps;
 sweep/panel.py).

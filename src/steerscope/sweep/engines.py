@@ -35,7 +35,7 @@ START_TIMEOUT_S = 180.0
 OnResult = Callable[[CellResult], None]
 
 
-class Engine(Protocol):
+class CellEngine(Protocol):
     description: str
 
     def run(self, config: SweepConfig, jobs: Sequence[CellJob], on_result: OnResult) -> None:
@@ -231,7 +231,7 @@ class RayEngine:
             self.ray.shutdown()
 
 
-def engine_for(config: SweepConfig, models: dict[str, LoadedModel] | None = None) -> Engine:
+def engine_for(config: SweepConfig, models: dict[str, LoadedModel] | None = None) -> CellEngine:
     """Ray workers when the config has a [ray] table (or the CLI's --ray), else this process."""
     if config.ray is None:
         return LocalEngine(models)

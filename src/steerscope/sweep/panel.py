@@ -20,8 +20,8 @@ import numpy as np
 from ..evaluate.behaviour import ABItem, behaviour_probability, read_ab_items
 from ..evaluate.store import Cell, ResultStore
 from ..render import html
+from ..steering.tasks import AB_METRIC, ABTask
 from .config import PanelSpec
-from .datasets import AB_METRIC, ABTask
 from .protocol import SELECT_MULTIPLIERS, paired_difference
 
 PANEL_NAME = "panel.sqlite"

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.io import write_csv
 from ..evaluate.stats import bootstrap_indices
-from .datasets import AB_LOGIT_METRIC, AB_METRIC, get_task, is_ab
+from ..steering.tasks import AB_LOGIT_METRIC, AB_METRIC, get_task, is_ab
 
 PER_ITEM_NAME = "per_item.csv"
 BASELINES = ("unsteered", "prompting")

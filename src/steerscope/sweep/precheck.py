@@ -15,7 +15,7 @@ import numpy as np
 
 from ..methods import is_control
 from ..steering.alignment import PAIRWISE, PRECHECK, TO_MEAN
-from .datasets import AB_METRIC, get_task, is_ab
+from ..steering.tasks import AB_METRIC, get_task, is_ab
 from .protocol import ab_layer_sweep, select
 
 #: a rank correlation at least this large, with p < 0.05, is called "predicts" in the report's sentence

@@ -8,7 +8,7 @@ baselines.csv, selection.csv, grid.csv (every validation cell: effect, topic rel
 and coefficient), report.json, the figures sample_complexity.png, amortized_cost.png (effect against total tokens
 and FLOPs, an SAE's training included), per_item.csv and anti_steerable.csv with a per_item.png per dataset (who the
 vector fails: sweep/per_item.py), tradeoff.png, layer_sweep.png, layer_coefficient.png (the grid, ActAdd's
-figure), and index.html. A/B datasets (CAA) get their own sections (sweep/behaviour_report.py).
+figure), and index.html. A/B datasets (CAA) get their own sections (sweep/ab_report.py).
 The store is opened read-only; the report folder is a core.runs.RunFolder (written in `<report>.partial/`,
 swapped in when complete), and an earlier report is replaced on each run since it is derived output.
 """
@@ -24,8 +24,8 @@ from ..core.runs import OutputExistsError, RunFolder, read_settings, slug
 from ..evaluate.store import NotAResultStoreError, ResultStore
 from ..methods import COST_METRICS, is_control
 from ..render import html
-from .behaviour_report import behaviour_sections
-from .datasets import get_task, is_ab
+from ..steering.tasks import get_task, is_ab
+from .ab_report import behaviour_sections
 from .figures import (
     amortized_cost_figure,
     layer_coefficient_figure,
@@ -33,12 +33,12 @@ from .figures import (
     sample_complexity_figure,
     tradeoff_figure,
 )
+from .files import FITS_NAME, STORE_NAME
 from .panel import PANEL_NAME, panel_sections
 from .per_item import per_item_table
 from .per_item_report import nan_to_none, per_item_sections
 from .precheck import precheck_sections
 from .protocol import FLUENCY, SIDE_EFFECTS, cells_at, paired_difference, select, summarize_cells
-from .runner import FITS_NAME, STORE_NAME
 
 BASELINE_METHODS = ("unsteered", "prompting")
 EFFECT_LABELS = {"positive": "share of positive completions", "keyword_rate": "share of completions with a keyword"}

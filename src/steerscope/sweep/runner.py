@@ -41,18 +41,13 @@ from ..core.models import LoadedModel
 from ..core.runs import RunFolder, package_versions, progress_bar
 from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, method_names, method_sites
+from ..steering.tasks import SPLITS, ConceptTask, get_task, is_ab
 from .cells import CellJob, CellResult, VectorSpec, fit_summary, pair_subset  # noqa: F401  (re-exported)
 from .config import ConfigError, SweepConfig
-from .datasets import SPLITS, ConceptTask, get_task, is_ab
-from .engines import Engine, engine_for
+from .engines import CellEngine, engine_for
+from .files import FAILURES_NAME, FITS_NAME, NO_SITE, PROVENANCE_NAME, STORE_NAME  # noqa: F401  (re-exported)
 from .per_item import write_per_item
 from .protocol import select
-
-STORE_NAME = "results.sqlite"
-FITS_NAME = "fits.json"
-PROVENANCE_NAME = "provenance.json"
-FAILURES_NAME = "failures.json"
-NO_SITE = "-"
 
 
 class SweepIncompleteError(SteerscopeError, RuntimeError):
@@ -83,7 +78,7 @@ class SweepRunner:
         lm: LoadedModel | None = None,
         overwrite: bool = False,
         restart: bool = False,
-        engine: Engine | None = None,
+        engine: CellEngine | None = None,
     ):
         self.config = config
         self.console = console or Console()
@@ -153,7 +148,7 @@ class SweepRunner:
         if self.own_engine:
             self.engine.close()
 
-    def _run_model(self, model: str, engine: Engine) -> None:
+    def _run_model(self, model: str, engine: CellEngine) -> None:
         """The cells of one model in waves, each wave holding only cells whose inputs are stored: the unsteered
         baselines; then prompting and the validation cells of the smallest n; then, for each n, the test cells at
         the choices made on its validation cells beside the validation cells of the next n."""
@@ -173,7 +168,7 @@ class SweepRunner:
             label = f"n={groups[min(i, len(groups) - 1)][0].n_pairs}" if groups else ""
             self._wave(engine, jobs, f"{where}: {label}")
 
-    def _wave(self, engine: Engine, jobs: list[CellJob | None], description: str) -> None:
+    def _wave(self, engine: CellEngine, jobs: list[CellJob | None], description: str) -> None:
         todo = [job for job in jobs if job is not None]
         if todo and self.progress is not None:
             self.progress.update(self.task_id, description=description)
@@ -347,9 +342,9 @@ def run_sweep(config: SweepConfig, out: str | Path, **kwargs) -> Path:
     kwargs: console, on_cell, models (spec -> loaded model), lm (the loaded model of a one-model sweep),
     overwrite (replace a finished `out`), restart (discard an unfinished run), engine (sweep.engines; default:
     Ray workers when `config.ray` is set, else this process). Cells that failed raise SweepIncompleteError at
-    the end, after every other cell is stored. A sweep of A/B datasets (CAA items) runs in sweep/behaviour.py."""
+    the end, after every other cell is stored. A sweep of A/B datasets (CAA items) runs in sweep/ab.py."""
     if any(is_ab(get_task(name, config.custom_datasets)) for name in config.datasets):
-        from .behaviour import run_ab_sweep  # here, not at the top: sweep/behaviour imports this module
+        from .ab import run_ab_sweep  # here, not at the top: an A/B sweep needs its own modules only then
 
         if config.ray is not None:
             raise ConfigError("A/B sweeps (CAA items) run in this process, not on Ray; drop --ray and the [ray] table")

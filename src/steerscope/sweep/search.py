@@ -39,9 +39,9 @@ from ..evaluate.stats import bootstrap_mean_ci
 from ..evaluate.store import Cell
 from ..methods import METHODS, at_site, fit_intervention, method_sites
 from ..render import html
+from ..steering.tasks import ABTask, get_task, is_ab
 from .cells import CellJob, CellMeasurer, VectorSpec, pair_subset
 from .config import ConfigError, SearchSpec, SweepConfig, check_search, search_range
-from .datasets import ABTask, get_task, is_ab
 from .figures import front_figure
 
 SEARCH_DB = "search.sqlite"

@@ -1,6 +1,6 @@
 """The report of A/B datasets (CAA's behaviour benchmark): the table of P(behaviour-matching answer) by
 multiplier, CAA's figure (P against the multiplier, one line per behaviour), the layer sweep that chose the site,
-and the side effects, from a sweep's results store (sweep/behaviour.py wrote it).
+and the side effects, from a sweep's results store (sweep/ab.py wrote it).
 
 Every number is a test cell at the site chosen on validation (protocol.select_ab_sites, the sweep's own choice):
 means over seeds and test items with two-level bootstrap intervals; the effect P(+1) - P(-1) is paired by item.
@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..render import html
-from .datasets import AB_METRIC
+from ..steering.tasks import AB_METRIC
 from .figures import ab_layer_figure, caa_figure
 from .protocol import SELECT_MULTIPLIERS, SIDE_EFFECTS, ab_layer_sweep, aggregate, paired_difference, select_ab_sites
 

@@ -11,7 +11,7 @@ with "keywords", topic relevance is measured beside the keyword rate),
 instruction (what the prompting baseline asks for; see ConceptTask.prompted). The built-in sentiment
 instruction and its chat form were chosen on validation prompts among three phrasings.
 
-A/B datasets (ABTask; run by sweep/behaviour.py): CAA-style multiple-choice items, built in as
+A/B datasets (ABTask; run by sweep/ab.py): CAA-style multiple-choice items, built in as
 `caa-<behaviour>` for CAA's seven behaviours (evaluate.behaviour.CAA_BEHAVIOURS), or a [datasets.NAME] table
 with `items` (a .json/.jsonl file of A/B items), and optionally n_validation, n_test, template.
 """
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..evaluate.behaviour import CAA_BEHAVIOURS, TEMPLATES, ABItem, ab_pair_texts, caa_items, read_ab_items
 from ..evaluate.scorers import keyword_hits, sentiment_compound, topic_similarity
-from ..steering.pairs import ContrastPair, load_pairs
+from .pairs import ContrastPair, load_pairs
 
 SPLITS = ("validation", "test")
 SCORERS = ("sentiment", "keywords", "topic")
@@ -214,7 +214,7 @@ class ABTask:
 
 
 def is_ab(task: object) -> bool:
-    """Whether a dataset is an A/B one (measured by sweep/behaviour.py, not by generating text)."""
+    """Whether a dataset is an A/B one (measured by sweep/ab.py, not by generating text)."""
     return isinstance(task, ABTask)
 
 

@@ -32,12 +32,13 @@ from ..evaluate.behaviour import behaviour_scores
 from ..evaluate.fluency import SideEffectProbe
 from ..evaluate.store import Cell, ResultStore
 from ..methods import METHODS, Intervention, at_site, fit_intervention, method_names
+from ..steering.tasks import AB_LOGIT_METRIC, AB_METRIC, ABTask, get_task, is_ab
+from .cells import VectorSpec, fit_summary, pair_subset
 from .config import ConfigError, SweepConfig
-from .datasets import AB_LOGIT_METRIC, AB_METRIC, ABTask, get_task, is_ab
+from .files import FITS_NAME, NO_SITE, PROVENANCE_NAME, STORE_NAME
 from .panel import measure_panel, open_panel, panel_targets
 from .per_item import write_per_item
 from .protocol import SELECT_MULTIPLIERS, ab_layer_sweep, ab_multipliers, select_ab_sites
-from .runner import FITS_NAME, NO_SITE, PROVENANCE_NAME, STORE_NAME, VectorSpec, fit_summary, pair_subset
 
 SELECTION_NAME = "selection.json"
 
