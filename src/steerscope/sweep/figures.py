@@ -246,7 +246,7 @@ def precheck_figure(panels: dict[str, list[dict]], rho: dict[str, str], effect_l
     cosine of the pairs' differences to their mean; y: the validation effect there), colour by dataset.
     panels: {method: [{"dataset", "diff_cosine_to_mean", "effect"}]}; rho: {method: text for its title}."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(7.5, 4.6 * n), 4.0), squeeze=False)
     for ax, (method, points) in zip(axes[0], sorted(panels.items()), strict=True):
         datasets = sorted({p["dataset"] for p in points})
         for i, d in enumerate(datasets):

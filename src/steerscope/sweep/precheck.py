@@ -137,7 +137,7 @@ def precheck_sections(rows: list[dict], fits: dict, settings: dict, out, everyth
             panels[p["method"]].append(p)
         pooled = {r["method"]: r["verdict"] for r in table if r["model"] == model}  # the last (pooled) row wins
         path = out / f"{stem(model, 'precheck', 'effect')}.png"
-        title = f"{model}: does the pairs' alignment predict the effect? (validation, every site and dataset)"
+        title = f"{model}: does the pairs' alignment predict the effect? (validation, sites x datasets)"
         precheck_figure(panels, pooled, "effect at the site (validation)", title, path)
         shown = [{k: v for k, v in r.items() if k != "model"} for r in table if r["model"] == model]
         text = html.paragraph(
