@@ -30,7 +30,7 @@ test: install vllm-env
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	# The vLLM engine's tests, for real, in vLLM's own environment (see vllm-env below).
-	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_plan.py tests/test_vllm_engine.py tests/test_vllm_runs.py
+	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_plan.py tests/test_vllm_engine.py tests/test_vllm_runs.py tests/test_openai_vllm.py
 
 # The documentation site at http://127.0.0.1:8000/ (tutorials executed on quick sizes).
 docs: install

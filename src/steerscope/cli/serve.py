@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import Device, Dtype, Model, Threads, TrustRemoteCode, _load, app, console, set_threads
+from ._app import Device, Dtype, Engine, Model, Threads, TrustRemoteCode, _load, _load_vllm, app, console, set_threads
 
 
 def _folder(path: Path | None, flag: str) -> Path | None:
@@ -36,6 +36,7 @@ def serve(
             show_envvar=True,
         ),
     ] = None,
+    engine: Engine = "hf",
     threads: Threads = 0,
     dtype: Dtype = "float32",
     device: Device = "cpu",
@@ -65,6 +66,8 @@ def serve(
     if runs is None and Path("runs").is_dir():
         runs = Path("runs")
     warning = host_warning(host)
+    if engine not in ("hf", "vllm"):
+        raise ValueError(f"--engine must be hf or vllm, got {engine!r}")
     if api_key is not None and not api_key.strip():
         raise ValueError("--api-key is empty; give a key (or leave the option and STEERSCOPE_API_KEY unset)")
     if warning and api_key is None:
@@ -78,8 +81,9 @@ def serve(
     sock = bind(host, port)  # before the model loads: a taken port fails at once
     lm = _load(model, dtype, device, trust_remote_code)
     playground = Playground(lm, model, vectors, runs, limits)
+    vllm = _load_vllm(model, dtype) if engine == "vllm" else None  # /v1 generates there; the page keeps lm
     url = url_of(sock)
     console.print(f"steering playground for {lm.name}: [bold]{url}[/bold]  (Ctrl+C stops it)")
     api = f"OpenAI-compatible API: {url}v1  (model {model!r}; steering in the request body)"
     console.print(api, highlight=False)
-    serve_forever(create_app(playground, hosts=(host,), api_key=api_key), sock)
+    serve_forever(create_app(playground, hosts=(host,), api_key=api_key, vllm=vllm), sock)

@@ -34,6 +34,7 @@ from ..core.errors import SteerscopeError
 from ..core.positions import POSITION_SPECS
 from ..methods import get_method
 from ..steering.pairs import BUILTIN
+from ..vllm.engine import VllmEngine
 from .engine import Ticket
 from .errors import RequestError, TooLarge, one_line
 from .files import inside
@@ -116,9 +117,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(playground: Playground, hosts: Iterable[str] = (), api_key: str | None = None) -> FastAPI:
+def create_app(
+    playground: Playground, hosts: Iterable[str] = (), api_key: str | None = None, vllm: VllmEngine | None = None
+) -> FastAPI:
     """The web app around a playground (a loaded model, its vectors, runs and limits), with the OpenAI-compatible
-    /v1 routes beside it (`api_key`: required on every /v1 request when given).
+    /v1 routes beside it (`api_key`: required on every /v1 request when given; `vllm`: a VllmEngine that generates
+    for /v1 instead of the playground's Hugging Face model).
 
     Every route, whoever adds it, sits behind `guard.RequestGuard`: only this server's own address, the `hosts` it
     was started with and localhost names; no foreign Origin; every POST declared `application/json`."""
@@ -127,6 +131,8 @@ def create_app(playground: Playground, hosts: Iterable[str] = (), api_key: str |
     async def lifespan(app: FastAPI):
         yield
         playground.engine.close()
+        if vllm is not None:
+            vllm.close()
 
     app = FastAPI(title="steerscope playground", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.playground = playground
@@ -200,6 +206,6 @@ def create_app(playground: Playground, hosts: Iterable[str] = (), api_key: str |
     async def run_file(name: str):
         return FileResponse(inside(playground.runs, name))
 
-    add_openai_routes(app, playground, api_key)
+    add_openai_routes(app, playground, api_key, vllm)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

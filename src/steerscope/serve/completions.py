@@ -15,6 +15,7 @@ from transformers.generation.streamers import BaseStreamer
 from ..core.generate import cut_at_stop, eos_ids, generate_completions
 from ..core.models import LoadedModel
 from ..steering.requests import Steering, steered
+from ..vllm.engine import Steer, VllmEngine
 from .engine import Ticket
 
 
@@ -107,6 +108,40 @@ def run_completion(lm: LoadedModel, job: CompletionJob, ticket: Ticket) -> None:
                     "text": completion.text,
                     "finish_reason": completion.finish_reason,
                     "completion_tokens": completion.n_tokens,
+                    "prompt_tokens": job.prompt_tokens[p],
+                }
+            )
+
+
+def run_completion_vllm(engine: VllmEngine, job: CompletionJob, ticket: Ticket) -> None:
+    """The same work through a vLLM engine (`serve --engine vllm`): each choice is one vLLM request carrying the
+    job's vectors (choice i of a sampled request uses seed + i, so the n choices differ). vLLM returns a whole
+    completion at once, so a stream gets it as one delta."""
+    g = job.generation
+    steers = [Steer(s.vector, s.coefficient, s.positions) for s in job.steering] or None
+    greedy = not g["do_sample"]
+    for p, prompt in enumerate(job.prompts):
+        for row in range(job.n):
+            ticket.check()
+            (completion,) = engine.generate(
+                [prompt],
+                steering=[steers],
+                max_tokens=g["max_new_tokens"],
+                temperature=0.0 if greedy else g["temperature"],
+                top_p=1.0 if greedy else g["top_p"],
+                seed=g["seed"] + row,
+                stop=g.get("stop") or None,
+            )
+            index = p * job.n + row
+            if completion.text:
+                ticket.emit({"type": "delta", "index": index, "text": completion.text})
+            ticket.emit(
+                {
+                    "type": "choice",
+                    "index": index,
+                    "text": completion.text,
+                    "finish_reason": completion.finish_reason or "stop",
+                    "completion_tokens": len(completion.token_ids),
                     "prompt_tokens": job.prompt_tokens[p],
                 }
             )

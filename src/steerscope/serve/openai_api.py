@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from ..core.errors import SteerscopeError
 from ..core.generate import NoChatTemplateError, chat_prompt
 from ..steering.requests import Steering, check_steering, file_sha256
-from .completions import CompletionJob, run_completion
+from ..vllm.engine import VllmEngine
+from .completions import CompletionJob, run_completion, run_completion_vllm
 from .engine import Ticket
 from .errors import RequestError, TooLarge, one_line
 from .openai_schema import ChatBody, CompletionBody, Sampling, SteeringEntry, decoding, refuse_unsupported
@@ -102,10 +103,11 @@ async def body_json(request: Request) -> object:
 class OpenAIServer:
     """The /v1 routes over a playground's model, vector folder, limits and queue."""
 
-    def __init__(self, playground: Playground, api_key: str | None = None):
+    def __init__(self, playground: Playground, api_key: str | None = None, vllm: VllmEngine | None = None):
         self.playground = playground
         self.api_key = api_key
         self.model_id = playground.model
+        self.vllm = vllm  # None: the playground's Hugging Face model generates
 
     # --- checks ---------------------------------------------------------------------------------------------
 
@@ -171,8 +173,11 @@ class OpenAIServer:
     # --- running --------------------------------------------------------------------------------------------
 
     def submit(self, job: CompletionJob) -> Ticket:
-        lm = self.playground.lm
-        return self.playground.engine.submit(lambda t: run_completion(lm, job, t), asyncio.get_running_loop())
+        """Queue the job on the model thread (its slots, 429 and cancelling apply to either engine)."""
+        lm, vllm, loop = self.playground.lm, self.vllm, asyncio.get_running_loop()
+        if vllm is not None:
+            return self.playground.engine.submit(lambda t: run_completion_vllm(vllm, job, t), loop)
+        return self.playground.engine.submit(lambda t: run_completion(lm, job, t), loop)
 
     def meta(self, job: CompletionJob) -> dict:
         return {"seed": job.generation["seed"], "steering": [s.provenance() for s in job.steering]}
@@ -338,6 +343,7 @@ class OpenAIServer:
             "fingerprint": lm.fingerprint(),
             "n_layers": lm.n_layers,
             "d_model": lm.d_model,
+            "engine": "vllm" if self.vllm is not None else "hf",
         }
         return JSONResponse({"object": "list", "data": [card]})
 
@@ -354,9 +360,11 @@ class OpenAIServer:
         return JSONResponse({"object": "list", "data": await asyncio.to_thread(listing)})
 
 
-def add_openai_routes(app: FastAPI, playground: Playground, api_key: str | None = None) -> OpenAIServer:
-    """Mount the /v1 routes on the playground's app."""
-    server = OpenAIServer(playground, api_key)
+def add_openai_routes(
+    app: FastAPI, playground: Playground, api_key: str | None = None, vllm: VllmEngine | None = None
+) -> OpenAIServer:
+    """Mount the /v1 routes on the playground's app (`vllm`: generate through this engine instead)."""
+    server = OpenAIServer(playground, api_key, vllm)
     router = APIRouter()
     router.add_api_route("/v1/models", openai_errors(server.models), methods=["GET"])
     router.add_api_route("/v1/vectors", openai_errors(server.vectors), methods=["GET"])
