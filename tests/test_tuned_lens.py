@@ -31,6 +31,8 @@ def test_training_lowers_the_kl_and_the_file_round_trips(tmp_path):
         after = [tuned_lens_loss(lm, lens, ids).item() for ids in (batches[0], held_out)]
     assert after[0] < 0.5 * before[0] and after[1] < before[1], (before, after)
     assert lens.meta["tokens"] == 60 * 4 * 11 and lens.meta["seconds"] > 0
+    assert lens.weight[-1].abs().max() == 0 and lens.bias[-1].abs().max() == 0, "the last layer stays the model"
+    assert lens.weight[0].abs().max() > 0
     assert not any(p.grad is not None for p in lm.model.parameters()), "the model must stay frozen"
     assert all(p.requires_grad for p in lm.model.parameters()), "requires_grad is restored"
     path = lens.save(tmp_path / "lens.safetensors")

@@ -2,7 +2,9 @@
 
 Translator l maps the stream h at `resid_post.{l}` to h + A_l h + b_l before the model's own readout (final
 norm, unembedding, soft cap). A_l and b_l start at zero, so an untrained tuned lens is the logit lens. Training
-minimises the mean over layers and positions >= 1 of KL(final || tuned lens_l), the model frozen, with Adam;
+minimises the mean over layers and positions >= 1 of KL(final || tuned lens_l), the model frozen, with Adam
+(the last layer's translator is held at the identity: there the logit lens already is the model, and Adam would
+turn its rounding-level gradients into full-size steps);
 it runs through the one resumable training loop (core.training). A lens is saved as safetensors (tensors
 `weight` [L, d, d], `bias` [L, d]) with its provenance in the header: model, fingerprint, text, steps, tokens,
 learning rate, wall time, steerscope version. Loading checks the shape and the model.
@@ -136,6 +138,9 @@ def train_tuned_lens(
         opt.zero_grad(set_to_none=True)
         loss = tuned_lens_loss(lm, lens, ids)
         loss.backward()
+        for p in (lens.weight, lens.bias):  # the last layer's lens is the model: its translator stays the identity
+            if p.grad is not None:
+                p.grad[-1] = 0.0
         opt.step()
         value = float(loss.detach())
         if on_step is not None:
