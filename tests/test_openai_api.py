@@ -89,7 +89,7 @@ def reference(lm, prompt: str, steering: list[tuple[str, float]], vectors, **gen
 def test_models_and_vectors_list_what_is_served(client, server, folder, lm):
     models = client.models.list()
     assert [m.id for m in models.data] == [str(folder)]
-    listing = httpx.get(server + "v1/vectors").json()["data"]
+    listing = httpx.get(server + "v1/vectors", timeout=120).json()["data"]
     by_name = {row["name"]: row for row in listing}
     assert by_name["sent.safetensors"]["method"] == "mean_diff" and by_name["sent.safetensors"]["problem"] is None
     assert len(by_name["sent.safetensors"]["sha256"]) == 64
@@ -206,7 +206,7 @@ def test_stop_strings_cut_the_text_and_the_stream(client, lm):
 def test_refusals_are_openai_shaped(server, body, status, words):
     payload = {"model": "default", "prompt": PROMPT, "max_tokens": 4, "temperature": 0} | body
     response = httpx.post(server + "v1/completions", content=json.dumps(payload),
-                          headers={"Content-Type": "application/json"})
+                          headers={"Content-Type": "application/json"}, timeout=120)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert words in error["message"] and error["type"] and "\n" not in error["message"]
@@ -254,7 +254,7 @@ def test_an_api_key_is_enforced_on_every_v1_request(playground):
         bad = openai.OpenAI(base_url=url + "v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             bad.models.list()
-        assert httpx.get(url + "v1/vectors").status_code == 401
+        assert httpx.get(url + "v1/vectors", timeout=120).status_code == 401
         good = openai.OpenAI(base_url=url + "v1", api_key="s3cret", max_retries=0)
         assert good.completions.create(model="default", prompt=PROMPT, max_tokens=2, temperature=0).choices
 
@@ -294,8 +294,8 @@ def test_the_request_guard_fronts_the_api(server):
     body = json.dumps({"model": "default", "prompt": PROMPT, "max_tokens": 2})
     json_type = {"Content-Type": "application/json"}
     plain = {"Content-Type": "text/plain"}
-    assert httpx.post(server + "v1/completions", content=body, headers=plain).status_code == 415
-    assert httpx.get(server + "v1/vectors", headers={"Host": "evil.example"}).status_code == 403
+    assert httpx.post(server + "v1/completions", content=body, headers=plain, timeout=120).status_code == 415
+    assert httpx.get(server + "v1/vectors", headers={"Host": "evil.example"}, timeout=120).status_code == 403
     origin = {"Origin": "http://evil.example", **json_type}
-    assert httpx.post(server + "v1/completions", content=body, headers=origin).status_code == 403
-    assert httpx.post(server + "v1/completions", content=body, headers=json_type).status_code == 200
+    assert httpx.post(server + "v1/completions", content=body, headers=origin, timeout=120).status_code == 403
+    assert httpx.post(server + "v1/completions", content=body, headers=json_type, timeout=120).status_code == 200
