@@ -136,9 +136,12 @@ def generate(
     max_memory: MaxMemory = "",
 ) -> None:
     """Steered and unsteered completions side by side (same prompts, same seed)."""
+    from ..core.validate import finite, whole
     from ..steering.generate import steered_completions
     from ..steering.vector import SteeringVector
 
+    whole(max_new_tokens, "--max-new-tokens", 1)  # numbers first: before any file is read or model loaded
+    finite(repetition_penalty, "--repetition-penalty", 0.01, 100.0)
     vec = SteeringVector.load(vector)
     prompts = prompt or ["I think that"]
     lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..core.cluster import RaySpec
 from ..core.errors import SteerscopeError
 from ..core.models import parse_device_map, parse_max_memory
+from ..core.validate import MAX_COEFFICIENT
 from ..methods import METHODS, method_names
 
 #: what every method is compared against: no steering, prompting, and the catalogue's controls (random)
@@ -173,9 +174,10 @@ def _check(c: SweepConfig, where: str) -> None:
         raise ConfigError(f"{where}: n_pairs must be positive integers, got {c.n_pairs}")
     if not all(_whole_at_least(n, 0) for n in c.seeds):
         raise ConfigError(f"{where}: seeds must be integers >= 0, got {c.seeds}")
-    if not all(_positive_number(x) for x in c.coefficients):
+    if not all(_positive_number(x) and x <= MAX_COEFFICIENT for x in c.coefficients):
         raise ConfigError(
-            f"{where}: coefficients must be finite positive numbers (0 is the unsteered baseline), got {c.coefficients}"
+            f"{where}: coefficients must be finite positive numbers up to {MAX_COEFFICIENT:g} (0 is the unsteered "
+            f"baseline; a coefficient multiplies the steering vector), got {c.coefficients}"
         )
     if not _whole_at_least(c.n_boot, 1):
         raise ConfigError(f"{where}: n_boot must be an integer >= 1, got {c.n_boot!r}")
