@@ -113,3 +113,29 @@ def test_a_pth_that_holds_no_state_dict_is_refused(tmp_path, payload, needle):
     with pytest.raises(SteerscopeError) as err:
         load_procgen_policy(path)
     assert str(path) in str(err.value) and needle in str(err.value), str(err.value)
+
+
+# --- the Python API: each wrong argument is one clear error naming it ----------------------------------------
+
+
+def test_python_api_misuse_names_the_argument():
+    from tiny_models import tiny_model
+
+    from steerscope import load_model
+    from steerscope.methods import fit
+    from steerscope.steering.methods import random_direction
+    from steerscope.steering.pairs import ContrastPair
+    from steerscope.steering.vector import SteeringVector
+
+    for spec in (None, "", "   "):
+        with pytest.raises(ValueError, match=r"load_model\(spec\) needs a model"):
+            load_model(spec)  # type: ignore[arg-type]
+    vec = SteeringVector({"resid_pre.1": torch.ones(32)})
+    with pytest.raises(TypeError, match=r"scaled by a number \(vector \* 2.0\), got str"):
+        vec * "abc"  # type: ignore[operator]
+    assert torch.equal((vec * 2).vectors["resid_pre.1"], torch.full((32,), 2.0))
+    lm = tiny_model("llama", tokenizer=True)
+    with pytest.raises(TypeError, match="pairs must be ContrastPair objects, got a tuple"):
+        fit("mean_diff", lm, [("w1 w2", "w3 w4")], ["resid_pre.1"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="like= takes a SteeringVector"):
+        random_direction(lm, [ContrastPair("w1", "w2")], ["resid_pre.1"], like=torch.ones(32))  # type: ignore[arg-type]

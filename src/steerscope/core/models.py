@@ -206,6 +206,12 @@ def load_model(
     `max_memory` ({device: "20GiB"} or "0=20GiB,cpu=64GiB") as the budget per device; `device` is then unused.
     Disk-offloaded weights go to `offload_folder` (default: a folder per spec under the steerscope cache).
     """
+    if not isinstance(spec, str | os.PathLike) or not str(spec).strip():
+        raise ValueError(
+            "load_model(spec) needs a model: 'default', a Hugging Face id, a model folder or a .gguf file; "
+            f"got {spec!r}"
+        )
+    spec = str(spec)
     torch_dtype = _parse_dtype(dtype)
     placement = _placement(spec, device_map, max_memory, offload_folder)
     path = Path(os.path.expanduser(spec))

@@ -22,7 +22,7 @@ from ..core.hooks import add
 from ..core.io import atomic_write_bytes
 from ..core.models import LoadedModel
 from ..core.sites import parse_site
-from ..core.validate import BadNumberError, check_coefficient
+from ..core.validate import BadNumberError, check_coefficient, finite
 
 HEADER_KEY = "steerscope"
 
@@ -90,6 +90,13 @@ class SteeringVector:
         return SteeringVector(vectors, meta)
 
     def __mul__(self, scale: float) -> SteeringVector:
+        try:
+            number = None if isinstance(scale, str | bytes | bool) else float(scale)
+        except (TypeError, ValueError, RuntimeError):
+            number = None
+        if number is None:
+            raise TypeError(f"a steering vector is scaled by a number (vector * 2.0), got {type(scale).__name__}")
+        finite(number, "the scale of a steering vector")
         return self._derived({s: v * float(scale) for s, v in self.vectors.items()}, f"scale {scale:g}")
 
     __rmul__ = __mul__
