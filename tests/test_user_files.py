@@ -139,3 +139,19 @@ def test_python_api_misuse_names_the_argument():
         fit("mean_diff", lm, [("w1 w2", "w3 w4")], ["resid_pre.1"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="like= takes a SteeringVector"):
         random_direction(lm, [ContrastPair("w1", "w2")], ["resid_pre.1"], like=torch.ones(32))  # type: ignore[arg-type]
+
+
+def test_a_vector_stamped_with_an_older_fingerprint_says_so_and_how_to_go_on():
+    from tiny_models import tiny_model
+
+    from steerscope.steering.vector import SteeringVector, VectorMismatchError
+
+    lm = tiny_model("llama", tokenizer=True)
+    old = SteeringVector({"resid_pre.1": torch.ones(lm.d_model)}, {"model": lm.name, "fingerprint": "0123abcd"})
+    old.meta["steerscope_version"] = "0.0.9"
+    with pytest.raises(VectorMismatchError) as err:
+        old.check(lm)
+    message = str(err.value)
+    assert message.count(lm.name) == 1 and "0123abcd" in message and "0.0.9" in message, message
+    assert "fingerprint scheme changed" in message and "--allow-other-model" in message
+    old.check(lm, allow_other_model=True)

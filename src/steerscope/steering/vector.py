@@ -189,6 +189,14 @@ class SteeringVector:
         for site in self.vectors:
             parse_site(site, lm.n_layers, lm.adapter.parallel, bool(lm.adapter.pos_embed))
         made_for = self.meta.get("fingerprint")
+        if made_for and made_for != lm.fingerprint() and not allow_other_model and self.meta.get("model") == lm.name:
+            raise VectorMismatchError(
+                f"vector was made for a model also named {lm.name}, but with fingerprint {made_for}, not this one's "
+                f"{lm.fingerprint()}: its weights differ, or the file was written by steerscope "
+                f"{self.meta.get('steerscope_version', '(unknown version)')} before the fingerprint scheme changed "
+                "(it now hashes all weights); if you know it is the same model, pass allow_other_model=True "
+                "(CLI: --allow-other-model)"
+            )
         if made_for and made_for != lm.fingerprint() and not allow_other_model:
             raise VectorMismatchError(
                 f"vector was made for {self.meta.get('model', '?')} (fingerprint {made_for}), not {lm.name} "
