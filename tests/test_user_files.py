@@ -155,3 +155,27 @@ def test_a_vector_stamped_with_an_older_fingerprint_says_so_and_how_to_go_on():
     assert message.count(lm.name) == 1 and "0123abcd" in message and "0.0.9" in message, message
     assert "fingerprint scheme changed" in message and "--allow-other-model" in message
     old.check(lm, allow_other_model=True)
+
+
+# --- crashes that are now one line -------------------------------------------------------------------------
+
+
+def test_devices_a_folder_without_weights_and_empty_prompts_are_one_error_line(tmp_path):
+    import shutil
+
+    from cli_checks import bad
+    from tiny_models import save_tiny
+
+    save_tiny(tmp_path / "tiny", "llama")
+    folder = tmp_path / "tiny"
+    if not torch.cuda.is_available():
+        bad(["info", folder, "--device", "cuda"], "no usable CUDA", "--device cpu")
+        bad(["info", folder, "--device-map", '{"model": 3}'], "cuda:3")
+    bad(["info", folder, "--device", "bogus"], "not a device name")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        if (folder / name).exists():
+            shutil.copy(folder / name, empty / name)
+    bad(["info", empty], "holds no weights", "save_pretrained")
+    bad(["steer", folder, "--prompt", "", "--max-new-tokens", "2"], "prompt 1 of 1 is empty")
