@@ -119,7 +119,7 @@ def test_file_round_trip_and_refusals(lm, tmp_path):
         back.check(other)
     back.check(other, allow_other_model=True)
     wide = SteeringVector({"resid_pre.1": torch.zeros(64)}, {"model": "x"})
-    with pytest.raises(VectorMismatchError, match="d_model 64"), wide.apply(lm):
+    with pytest.raises(VectorMismatchError, match="width 64 but tiny-llama has d_model 32"), wide.apply(lm):
         pass
     far = SteeringVector({"resid_pre.9": torch.zeros(32)}, {})
     with pytest.raises(ValueError, match="out of range"):

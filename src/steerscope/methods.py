@@ -255,6 +255,12 @@ def fit(
             "engine='hf' (a LoadedModel)"
         )
     sites = [sites] if isinstance(sites, str) else [str(s) for s in sites]
+    wrong = [p for p in pairs if not isinstance(p, ContrastPair)]
+    if wrong:
+        raise TypeError(
+            f"pairs must be ContrastPair objects, got a {type(wrong[0]).__name__} ({wrong[0]!r:.60}); make them with "
+            "ContrastPair(positive, negative) or load_pairs(...)"
+        )
     spec.check_pairs(len(pairs))
     if "read" in kwargs:
         spec.check_read(kwargs["read"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from ..core.errors import SteerscopeError
+from ..core.validate import BadNumberError
 
 # Expected failures: steerscope's own errors and bad input (a path that is not there, or already there, or not
 # readable; a value out of range). They print one line and exit 2; anything else is a bug and shows its traceback.
@@ -40,12 +42,50 @@ def error_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+# A command line that does not parse (a value of the wrong type, an unknown option, a missing argument): click's
+# UsageError, whose class typer keeps in its own copy of click (BadParameter is one of its subclasses).
+USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[1]
+
+
+def _finite_numbers(callback, params: list) -> object:
+    """`callback` refusing NaN and infinite values of every float option (and list of floats) before it runs, naming
+    the option: every number a user types is checked where it is parsed, whatever the command does with it."""
+    names = {p.name: (p.opts[0] if getattr(p, "opts", None) else p.name) for p in params}
+
+    def checked(*args, **kwargs):
+        for name, value in kwargs.items():
+            values = value if isinstance(value, list | tuple) else [value]
+            for v in values:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise BadNumberError(f"{names.get(name, name)} must be a finite number, got {v}")
+        return callback(*args, **kwargs)
+
+    checked.steerscope_checked = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _guard_numbers(group) -> None:
+    """Wrap every command's callback under `group` (recursively) with `_finite_numbers`, once."""
+    for command in getattr(group, "commands", {}).values():
+        if getattr(command, "commands", None) is not None:
+            _guard_numbers(command)
+        elif command.callback is not None and not hasattr(command.callback, "steerscope_checked"):
+            command.callback = _finite_numbers(command.callback, command.params)
+
+
 class Boundary(TyperGroup):
     """The app's root group: every command and sub-command runs inside its `invoke`, the one error boundary."""
 
     def invoke(self, ctx: click.Context):
+        _guard_numbers(self)
         try:
             return super().invoke(ctx)
+        except USAGE_ERROR as exc:
+            path = exc.ctx.command_path.split()[1:] if getattr(exc, "ctx", None) is not None else []
+            where = " ".join(["steerscope", *path])
+            message = error_line(exc) if not hasattr(exc, "format_message") else exc.format_message()
+            click.echo(f"error: {' '.join(message.split())} (see: {where} --help)", err=True)
+            raise typer.Exit(BAD_INPUT_EXIT) from None
         except EXPECTED_ERRORS as exc:
             click.echo(f"error: {error_line(exc)}", err=True)  # plain text: no markup eats "[brackets]"
             raise typer.Exit(BAD_INPUT_EXIT) from exc
@@ -228,9 +268,12 @@ def steer(
     engine: Engine = "hf",
 ) -> None:
     """Find a mean-difference vector from built-in contrast pairs and show steered next to unsteered text."""
+    from ..core.validate import check_coefficient, whole
     from ..steering.generate import steer_with_pairs
     from ..vllm.completions import check_engine, steer_with_pairs_vllm
 
+    whole(max_new_tokens, "--max-new-tokens", 1)  # numbers first: before the model loads
+    check_coefficient(coefficient, "--coefficient")
     prompts = prompt or DEFAULT_PROMPTS
     if check_engine(engine) == "vllm":
         runner = _load_vllm(model, dtype, device_map, max_memory)

@@ -126,6 +126,7 @@ def norms(
     """
     from ..depth.run import run_norms
 
+    ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker)  # numbers first, before any folder
     run = _depth_run(
         models,
         out,
@@ -212,10 +213,14 @@ def horizon(
 
     --ray: one Ray task per model (each asks for --gpus-per-worker / --cpus-per-worker), the same folder.
     """
+    from ..core.validate import finite
     from ..depth.capability import parse_tasks
     from ..depth.horizon import HorizonVariant, named_variant, parse_variants, variant_name
     from ..depth.run import HorizonPlan, run_horizon
 
+    finite(max_delta_ce, "--max-delta-ce", 0.0)  # thresholds first, before any folder or model
+    finite(max_kl, "--max-kl", 0.0)
+    ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker)
     if variants:
         if source != "clean" or keep_embedding or fill != "zero" or readout_only:
             raise ValueError("--variants names each variant; drop --source, --fill, --keep-embedding, --readout-only")

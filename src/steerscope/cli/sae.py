@@ -127,10 +127,14 @@ def features(
 ) -> None:
     """Rank SAE latents by how well they separate the two sides of contrast pairs; show what they fire on."""
     from ..core.io import write_json
+    from ..core.validate import whole
     from ..sae.features import explain_features
     from ..sae.saelens import load_saelens
     from ..steering.pairs import load_pairs
 
+    for flag, number, low in (("--top", top, 1), ("--snippets", snippets, 0), ("--n-sequences", n_sequences, 1),
+                              ("--seq-len", seq_len, 2)):  # fmt: skip
+        whole(number, flag, low)  # every number first, before any file or model
     set_threads(threads)
     if out is not None:
         refuse_existing(out, overwrite)
@@ -189,11 +193,16 @@ def steer(
     max_memory: MaxMemory = "",
 ) -> None:
     """Completions unsteered and with one SAE latent clamped (or its decoder direction added), side by side."""
+    from ..core.validate import check_coefficient, whole
     from ..sae.saelens import load_saelens
     from ..sae.steer import latent_completions
 
     if mode not in ("clamp", "add"):
         raise ValueError(f"--mode must be clamp or add, got {mode!r}")
+    whole(latent, "--latent", 0)  # numbers first, before the SAE and the model load
+    whole(max_new_tokens, "--max-new-tokens", 1)
+    for v in value or []:
+        check_coefficient(v, "--value")
     set_threads(threads)
     sae = load_saelens(sae_folder)
     lm = _load(model, dtype, device, trust_remote_code, device_map, max_memory)

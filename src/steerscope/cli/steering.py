@@ -160,10 +160,13 @@ def generate(
     import json
     import sys
 
+    from ..core.validate import finite, whole
     from ..steering.generate import coefficient_label
     from ..steering.vector import SteeringVector
     from ..vllm.completions import check_engine, steered_completions
 
+    whole(max_new_tokens, "--max-new-tokens", 1)  # numbers first: before any file is read or model loaded
+    finite(repetition_penalty, "--repetition-penalty", 0.01, 100.0)
     vec = SteeringVector.load(vector)
     prompts = prompt or ["I think that"]
     coefficients = [0.0, *(coefficient or [4.0])]

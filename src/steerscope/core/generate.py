@@ -55,7 +55,14 @@ def _generate_ids(
 ) -> list[list[int]]:
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts) or not prompts:
+        raise ValueError("prompts must be a non-empty list of strings, e.g. ['I think that']")
     batch = lm.tokenize(prompts)
+    mask = batch.get("attention_mask")
+    lengths = mask.sum(1).tolist() if mask is not None else [batch["input_ids"].shape[1]] * len(prompts)
+    empty = [i for i, n in enumerate(lengths) if n == 0]
+    if empty:
+        raise ValueError(f"prompt {empty[0] + 1} of {len(prompts)} is empty (no tokens); give some text to complete")
     torch.manual_seed(seed)
     sampling = {"temperature": temperature, "top_k": 0, "top_p": top_p} if do_sample else {}
     stopping = {"stop_strings": stop, "tokenizer": lm.tokenizer} if stop else {}

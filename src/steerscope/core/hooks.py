@@ -22,7 +22,7 @@ from .locate import SiteLocator, locator_for
 from .models import LoadedModel
 from .positions import PositionState, PositionTracker, position_weights, validate_positions
 from .sites import Site, residual_write_names
-from .validate import BadNumberError, finite
+from .validate import BadNumberError, check_coefficient
 
 Edit = Callable[[Tensor], Tensor]
 V = TypeVar("V")
@@ -269,7 +269,7 @@ def add(
     On a plain torch module only "all" applies (every forward call, every spatial position).
     """
     positions = validate_positions(positions)
-    coefficient = finite(coefficient, "the coefficient")
+    coefficient = check_coefficient(coefficient)
     where = locator_for(lm)
     needs_tracker = not (isinstance(positions, str) and positions == "all")
     with ExitStack() as stack:

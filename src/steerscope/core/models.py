@@ -213,8 +213,20 @@ def load_model(
     `max_memory` ({device: "20GiB"} or "0=20GiB,cpu=64GiB") as the budget per device; `device` is then unused.
     Disk-offloaded weights go to `offload_folder` (default: a folder per spec under the steerscope cache).
     """
+    if not isinstance(spec, str | os.PathLike) or not str(spec).strip():
+        raise ValueError(
+            "load_model(spec) needs a model: 'default', a Hugging Face id, a model folder or a .gguf file; "
+            f"got {spec!r}"
+        )
+    spec = str(spec)
     torch_dtype = _parse_dtype(dtype)
     placement = _placement(spec, device_map, max_memory, offload_folder)
+    if not placement:
+        check_device(device)
+    elif isinstance(placement.get("device_map"), dict):  # a map naming a GPU this machine lacks: say which
+        for where in placement["device_map"].values():
+            if where not in ("cpu", "disk"):
+                check_device(f"cuda:{where}" if isinstance(where, int) else where)
     path = Path(os.path.expanduser(spec))
     if spec == "default":
         model, tok, source = _load_default(torch_dtype, allow_download, placement)
@@ -226,6 +238,11 @@ def load_model(
         source, name = f"gguf:{path}", path.stem
     elif path.is_dir():
         _check_config(path, trust_remote_code)
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")) and not any(path.glob("*.pt*")):
+            raise ModelLoadError(
+                f"model folder {path} holds no weights (no *.safetensors or pytorch_model.bin); save the model there "
+                "with save_pretrained, or give a Hugging Face id or a .gguf file"
+            )
         model, tok = _from_pretrained(
             str(path), torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code, **placement
         )
@@ -242,6 +259,26 @@ def load_model(
 
 
 DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device, refused with one line when it is not a device name or this machine lacks it
+    (a CUDA device on a CPU build of torch, a GPU index past the last GPU)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} is not a device name; use cpu, cuda, cuda:1, mps, ...") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} asked for, but this torch has no usable CUDA (a CPU build, or no GPU); "
+                "use --device cpu, or install a CUDA build of torch"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here; use --device cpu")
+    return parsed
 
 
 def parse_device_map(value: str | dict | None) -> str | dict | None:

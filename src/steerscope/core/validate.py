@@ -7,7 +7,11 @@ import numbers
 
 from .errors import SteerscopeError
 
-__all__ = ["BadNumberError", "finite", "whole"]
+__all__ = ["MAX_COEFFICIENT", "BadNumberError", "check_coefficient", "finite", "whole"]
+
+# The largest |coefficient| accepted anywhere a coefficient enters (library, CLI, configs, playground, API). Typical
+# steering coefficients are within +-100; far beyond this the residual stream overflows and the text comes out empty.
+MAX_COEFFICIENT = 10_000.0
 
 
 class BadNumberError(SteerscopeError, ValueError):
@@ -36,4 +40,16 @@ def whole(value: object, what: str, low: int | None = None, high: int | None = N
     if (low is not None and number < low) or (high is not None and number > high):
         bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
         raise BadNumberError(f"{what} must be {' and '.join(b for b in bounds if b)}, got {number}")
+    return number
+
+
+def check_coefficient(value: object, what: str = "the coefficient") -> float:
+    """A steering coefficient (or clamp value) as a float: finite and within +-MAX_COEFFICIENT, refused otherwise
+    with the bound and why it exists. The one check every entry point calls (library, CLI, configs, servers)."""
+    number = finite(value, what)
+    if abs(number) > MAX_COEFFICIENT:
+        raise BadNumberError(
+            f"{what} must be between {-MAX_COEFFICIENT:g} and {MAX_COEFFICIENT:g}, got {number:g}: it multiplies the "
+            "steering vector, and far beyond this the model's activations overflow and it writes nothing"
+        )
     return number

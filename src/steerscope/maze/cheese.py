@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..core.hooks import add, capture
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, whole
 from .env import SIZES, Decision, Maze, decision_square, test_maze
 from .policy import MazePolicy
 
@@ -131,7 +131,7 @@ def cheese_experiment(
     `vector_mouse`: where the mouse is when the vector is computed, "start" (its start square) or
     "decision" (the decision square, where the metric is read).
     """
-    coefficient = finite(coefficient, "the cheese-vector coefficient (--coefficient)")
+    coefficient = check_coefficient(coefficient, "the cheese-vector coefficient (--coefficient)")
     whole(n_mazes, "n_mazes (--n-mazes)", 1)
     whole(seed, "seed (--seed)", 0)
     if vector_mouse not in ("start", "decision"):

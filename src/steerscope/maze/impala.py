@@ -11,6 +11,7 @@ the original weights load and every hook runs, but the agent would need procgen'
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -49,9 +50,19 @@ def load_procgen_policy(path: str | Path) -> MazePolicy:
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    state = state.get("model_state_dict", state)
+    except (SafetensorError, RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise CheckpointError(
+            f"{path}: cannot be read as weights ({type(exc).__name__}: {reason}); expected a .safetensors file or a "
+            ".pth state dict of plain tensors (anything else is refused, never unpickled); pass the procgen weights"
+        ) from None
+    if isinstance(state, dict):
+        state = state.get("model_state_dict", state)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path}: holds a {type(state).__name__}, not a state dict of tensors; expected the procgen maze "
+            "network's weights (a dict of name -> tensor, or a checkpoint with 'model_state_dict')"
+        )
     key = "embedder.block1.conv.weight"
     if key not in state:
         raise CheckpointError(f"{path} is not a procgen maze network: it has no {key!r}")

@@ -18,7 +18,7 @@ from rich.console import Console
 from .._version import __version__
 from ..core.io import write_csv, write_json
 from ..core.runs import RunFolder
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, whole
 from .cheese import DEFAULT_SITE, VARIANTS, cheese_experiment, cheese_vectors, decision_mazes
 from .figures import histogram_figure, vector_field_figure
 from .impala import load_any_policy
@@ -41,7 +41,7 @@ class CheeseRun:
 
     def __post_init__(self) -> None:
         """Refuse bad numbers before any work: a NaN/inf coefficient, no mazes, a negative seed or figure count."""
-        finite(self.coefficient, "the cheese-vector coefficient (--coefficient)")
+        check_coefficient(self.coefficient, "the cheese-vector coefficient (--coefficient)")
         whole(self.n_mazes, "n_mazes (--n-mazes)", 1)
         whole(self.seed, "seed (--seed)", 0)
         whole(self.figures, "figures (--figures)", 0)

@@ -41,8 +41,9 @@ class PolicyTrainConfig:
     eval_mazes: int = 200
 
     def __post_init__(self) -> None:
+        highs = {"n_mazes": 1_000_000, "steps": 100_000_000, "batch_size": 1_000_000, "eval_mazes": 100_000}
         for name in ("n_mazes", "steps", "batch_size", "checkpoint_every", "eval_mazes"):
-            whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1)
+            whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1, highs.get(name))
         whole(self.seed, "seed (--seed)", 0)
         if finite(self.lr, "lr (--lr)") <= 0:
             raise BadNumberError(f"lr (--lr) must be a finite number > 0, got {self.lr:g}")
@@ -116,6 +117,8 @@ def train(
     if policy_cfg.obs_size != OBS_SIZE or policy_cfg.n_actions != 4:
         raise ValueError(f"the trainer needs obs_size={OBS_SIZE} and 4 actions, got {policy_cfg}")
     settings = {"train": asdict(cfg), "policy": asdict(policy_cfg)}
+    if Path(out).exists() and not overwrite:
+        RunFolder(out, settings, overwrite, restart)  # a finished run there is refused now, before the mazes are drawn
     data = Demonstrations([training_maze(cfg.seed * 10_000_000 + i, cfg.sizes) for i in range(cfg.n_mazes)])
     per_epoch = len(data) // cfg.batch_size
     if per_epoch == 0:

@@ -19,7 +19,7 @@ from ..core.generate import generate_text
 from ..core.hooks import edit, track_positions
 from ..core.models import LoadedModel
 from ..core.positions import position_weights, validate_positions
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, finite, whole
 from ..steering.methods import _meta
 from ..steering.vector import SteeringVector
 from .model import SparseAutoencoder
@@ -119,6 +119,7 @@ class SAEClamp:
 
     @contextmanager
     def apply(self, lm: LoadedModel, coefficient: float = 1.0, positions: str | Tensor = "all") -> Iterator[None]:
+        coefficient = check_coefficient(coefficient)
         with sae_clamp(lm, self.sae, self.latent, coefficient * self.scale, self.site, positions):
             yield
 
@@ -137,7 +138,7 @@ def latent_completions(
     if mode not in ("clamp", "add"):
         raise ValueError(f"mode must be clamp or add, got {mode!r}")
     _check(lm, sae, latent)
-    values = [finite(v, "the latent value (--value)") for v in values]
+    values = [check_coefficient(v, "the latent value (--value)") for v in values]
     whole(max_new_tokens, "max_new_tokens (--max-new-tokens)", 1)
     texts = {}
     for v in [None, *values]:

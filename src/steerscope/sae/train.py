@@ -64,7 +64,7 @@ class SAETrainConfig:
             whole(getattr(self, name), f"{name} (--{name.replace('_', '-')})", 1)
         whole(self.k, "k (--k)", 1)
         whole(self.seq_len, "seq_len (--seq-len)", 2)  # the first position of each sequence is not trained on
-        whole(self.n_eval, "n_eval", 1)
+        whole(self.n_eval, "n_eval (--n-eval)", 1)
         whole(self.seed, "seed (--seed)", 0)
         whole(self.checkpoint_every, "checkpoint_every", 1)
         finite(self.l1_coefficient, "l1_coefficient (--l1-coefficient)", 0.0)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..core.commands import command
 from ..core.positions import POSITION_SPECS
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, finite, whole
 from ..steering.vector import SteeringVector
 from .errors import RequestError, TooLarge
 from .vectors import FitSpec, VectorLibrary
@@ -185,14 +185,14 @@ def make_plan(
     if len(request.coefficients) > limits.max_columns:
         n = len(request.coefficients)
         raise RequestError(f"{n} coefficients, over this server's limit of {limits.max_columns}")
-    coefficients = [finite(c, "the coefficient") for c in request.coefficients]
+    coefficients = [check_coefficient(c) for c in request.coefficients]
     if len(set(coefficients)) < len(coefficients):
         raise RequestError("a coefficient is given twice; give each once")
     sources = [_source(request.vector, library, default_site, "first")]
     second = None
     if request.second is not None:
         sources.append(_source(request.second.vector, library, default_site, "second"))
-        second = finite(request.second.coefficient, "the second vector's coefficient")
+        second = check_coefficient(request.second.coefficient, "the second vector's coefficient")
     for source in sources:
         if source.vector is not None:
             check_positions(source.vector, request.positions)

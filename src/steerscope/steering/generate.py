@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ..core.generate import generate_text
 from ..core.models import LoadedModel
 from ..core.sites import site_name
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, whole
 from .methods import mean_diff
 from .pairs import starter_pairs
 from .vector import SteeringVector
@@ -31,7 +31,7 @@ def steered_completions(
     Coefficient 0 is the unsteered model: it runs with no hook installed at all (not a zero multiple).
     Every coefficient and `max_new_tokens` are checked before anything is generated."""
     vector.check(lm, allow_other_model)
-    coefficients = [finite(c, "the coefficient (--coefficient)") for c in coefficients]
+    coefficients = [check_coefficient(c, "the coefficient (--coefficient)") for c in coefficients]
     if "max_new_tokens" in generation:
         whole(generation["max_new_tokens"], "max_new_tokens (--max-new-tokens)", 1)
     out = {}
@@ -51,7 +51,7 @@ def steer_with_pairs(
 ) -> tuple[SteeringVector, dict[str, list[str]]]:
     """`steerscope steer`: a mean-difference vector from a built-in pair set at `site` (default: resid_pre at a
     third of the depth), and greedy completions unsteered, at +coefficient and at -coefficient."""
-    coefficient = finite(coefficient, "the coefficient (--coefficient)")
+    coefficient = check_coefficient(coefficient, "the coefficient (--coefficient)")
     whole(max_new_tokens, "max_new_tokens (--max-new-tokens)", 1)
     site = site or site_name("resid_pre", lm.n_layers // 3)
     vector = mean_diff(lm, starter_pairs(pairs), [site])

@@ -222,6 +222,8 @@ def random_direction(
     like: SteeringVector | None = None,
 ) -> SteeringVector:
     """The control: a uniformly random direction with the norm of `like` (default: the mean difference)."""
+    if like is not None and not isinstance(like, SteeringVector):
+        raise TypeError(f"like= takes a SteeringVector (its norms are copied), got {type(like).__name__}")
     reference = like if like is not None else mean_diff(lm, pairs, sites, read, batch_size)
     g = torch.Generator().manual_seed(seed)
     vectors = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from ..core.errors import SteerscopeError
 from ..core.io import atomic_write_text
+from ..core.reading import file_error, read_json, read_jsonl, read_text
 from ..evaluate.behaviour import ABItemError, ab_item
 
 
@@ -28,6 +30,14 @@ class ContrastPair:
 
 class PairDataError(SteerscopeError, ValueError):
     """Contrast data that cannot be used; the message names the file and line."""
+
+
+PAIR_FILE_EXPECTED = {
+    ".jsonl": 'one JSON object per line with "positive" and "negative" strings',
+    ".json": 'a JSON list of objects with "positive" and "negative" strings',
+    ".csv": "UTF-8 CSV with a header row naming the columns positive and negative",
+}
+PAIR_FILE_FIX = "see 'File formats' in the README for the contrast-pair layouts"
 
 
 BUILTIN = ("sentiment", "weddings", "formality")
@@ -77,27 +87,23 @@ def read_pairs(path: str | Path, split: str = "all") -> list[ContrastPair]:
     if not path.is_file():
         raise PairDataError(f"no contrast data at {path}")
     rows: list[tuple[dict, str]] = []
+    expected = PAIR_FILE_EXPECTED.get(path.suffix, "")
     if path.suffix == ".jsonl":
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append((json.loads(line), f"{path}:{n}"))
-                except json.JSONDecodeError as exc:
-                    raise PairDataError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+        rows = [(row, f"{path}:{n}") for row, n in read_jsonl(path, expected, PAIR_FILE_FIX, PairDataError)]  # type: ignore[misc]
     elif path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise PairDataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+        data = read_json(path, expected, PAIR_FILE_FIX, PairDataError)
         if not isinstance(data, list):
             raise PairDataError(f"{path}: expected a JSON list of items")
         rows = [(row, f"{path} item {i}") for i, row in enumerate(data)]
     elif path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
+        text = read_text(path, expected, PAIR_FILE_FIX, PairDataError)
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
             if not reader.fieldnames or not {"positive", "negative"} <= set(reader.fieldnames):
                 raise PairDataError(f"{path}:1: expected a header with columns 'positive' and 'negative'")
             rows = [(row, f"{path}:{n}") for n, row in enumerate(reader, start=2)]
+        except csv.Error as exc:
+            raise file_error(path, f"not valid CSV ({exc})", expected, PAIR_FILE_FIX, PairDataError) from None
     else:
         raise PairDataError(f"{path}: unknown format; use .jsonl, .json or .csv")
     pairs = [

@@ -15,23 +15,8 @@ from pathlib import Path
 
 from ..core.models import LoadedModel
 from ..core.positions import POSITION_SPECS
-from ..core.validate import BadNumberError, finite
+from ..core.validate import check_coefficient
 from .vector import SteeringVector
-
-#: the largest |coefficient| a request may give: far past where any vector we measured still gives text
-#: (SmolLM2's sentiment vector turns to repeated tokens above about 30); 1e30 is a typo, not an experiment
-MAX_COEFFICIENT = 1000.0
-
-
-def check_coefficient(value: object, what: str = "the coefficient") -> float:
-    """A coefficient as a float: finite and within +-MAX_COEFFICIENT, refused in one line otherwise."""
-    try:
-        return finite(value, what, -MAX_COEFFICIENT, MAX_COEFFICIENT)
-    except BadNumberError as exc:
-        raise BadNumberError(
-            f"{exc}; steering coefficients are limited to +-{MAX_COEFFICIENT:g} (a vector's norm times the "
-            "coefficient is what is added)"
-        ) from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.reading import read_json
 from ..evaluate.behaviour import CAA_BEHAVIOURS, TEMPLATES, ABItem, ab_pair_texts, caa_items, read_ab_items
 from ..evaluate.scorers import keyword_hits, sentiment_compound, topic_similarity
 from .pairs import ContrastPair, load_pairs
@@ -106,7 +107,7 @@ class ConceptTask:
         path = _builtin_prompts() if self.prompts == "builtin:sentiment_prompts" else self.prompts
         if not Path(path).is_file():
             raise FileNotFoundError(f"dataset {self.name}: no prompt file at {path}")
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, "a JSON list of prompts (or a mapping of such lists)", f"fix dataset {self.name}'s file")
         groups = [data] if isinstance(data, list) else [v for v in data.values() if isinstance(v, list)]
         if not groups or not all(isinstance(p, str) for g in groups for p in g):
             raise ValueError(f"dataset {self.name}: {path} must hold a list of prompts or a mapping of such lists")

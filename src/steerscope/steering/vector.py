@@ -22,7 +22,7 @@ from ..core.hooks import add
 from ..core.io import atomic_write_bytes
 from ..core.models import LoadedModel
 from ..core.sites import parse_site
-from ..core.validate import BadNumberError, finite
+from ..core.validate import BadNumberError, check_coefficient, finite
 from .alignment import describe_precheck
 
 HEADER_KEY = "steerscope"
@@ -36,6 +36,25 @@ class VectorMismatchError(SteerscopeError, ValueError):
     """A steering vector that does not fit the model it is applied to."""
 
 
+def check_shapes(vectors: dict) -> None:
+    """Refuse what is not a steering vector, naming the tensor: each must be a floating tensor, 1-D `[d]` or
+    position-wise `[T, d]`, non-empty, and every site must have the same width d."""
+    widths = set()
+    for site, v in vectors.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"the vector for {site} must be a torch tensor, got {type(v).__name__}")
+        if not v.is_floating_point():
+            raise TypeError(f"the vector for {site} must be a floating-point tensor, got {v.dtype}")
+        if v.dim() not in (1, 2) or v.numel() == 0:
+            raise ValueError(
+                f"the vector for {site} has shape {tuple(v.shape)}; a steering vector is [d_model] "
+                "(or position-wise [tokens, d_model]) and not empty"
+            )
+        widths.add(int(v.shape[-1]))
+    if len(widths) > 1:
+        raise ValueError(f"the vectors have different widths {sorted(widths)}; every site must have the model's width")
+
+
 @dataclass
 class SteeringVector:
     """Directions per site (float32, [d] or position-wise [T, d]) and what produced them."""
@@ -44,8 +63,11 @@ class SteeringVector:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.vectors:
-            raise ValueError("a steering vector needs at least one site")
+        if not isinstance(self.vectors, dict) or not self.vectors:
+            raise ValueError("a steering vector needs at least one site: give {site: tensor}")
+        if not isinstance(self.meta, dict):
+            raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}")
+        check_shapes(self.vectors)
         self.vectors = {str(s): v.detach().to(torch.float32).cpu().contiguous() for s, v in self.vectors.items()}
         bad = [s for s, v in self.vectors.items() if not bool(torch.isfinite(v).all())]
         if bad:
@@ -80,6 +102,13 @@ class SteeringVector:
         return SteeringVector(vectors, meta)
 
     def __mul__(self, scale: float) -> SteeringVector:
+        try:
+            number = None if isinstance(scale, str | bytes | bool) else float(scale)
+        except (TypeError, ValueError, RuntimeError):
+            number = None
+        if number is None:
+            raise TypeError(f"a steering vector is scaled by a number (vector * 2.0), got {type(scale).__name__}")
+        finite(number, "the scale of a steering vector")
         return self._derived({s: v * float(scale) for s, v in self.vectors.items()}, f"scale {scale:g}")
 
     __rmul__ = __mul__
@@ -145,23 +174,41 @@ class SteeringVector:
             meta = json.loads(header[HEADER_KEY])
         except json.JSONDecodeError as exc:
             raise VectorFileError(f"{path}: the '{HEADER_KEY}' header is not valid JSON") from exc
+        if not isinstance(meta, dict):
+            raise VectorFileError(
+                f"{path}: the '{HEADER_KEY}' header must be a JSON object, got {type(meta).__name__}; "
+                "the file was not written by steerscope (save vectors with SteeringVector.save)"
+            )
+        if not tensors:
+            raise VectorFileError(f"{path} holds no tensors; a steering vector has one per site")
         try:
             return cls(tensors, meta)
         except BadNumberError as exc:
             raise VectorFileError(f"{path}: {exc}; the file is damaged or was written from a diverged run") from exc
+        except (TypeError, ValueError) as exc:
+            raise VectorFileError(f"{path}: {exc}; this file holds no usable steering vector") from exc
 
     # --- use ------------------------------------------------------------------------------------
 
     def check(self, lm: LoadedModel, allow_other_model: bool = False) -> None:
         """Refuse a vector whose size, sites or model do not fit `lm`."""
-        if self.d_model != lm.d_model:
-            raise VectorMismatchError(
-                f"vector has d_model {self.d_model} but {lm.name} has d_model {lm.d_model}; "
-                "it was made for another model and cannot be applied"
-            )
+        for site, v in self.vectors.items():
+            if int(v.shape[-1]) != lm.d_model:
+                raise VectorMismatchError(
+                    f"the vector for {site} has width {int(v.shape[-1])} but {lm.name} has d_model {lm.d_model}; "
+                    "it was made for another model and cannot be applied"
+                )
         for site in self.vectors:
             parse_site(site, lm.n_layers, lm.adapter.parallel, bool(lm.adapter.pos_embed))
         made_for = self.meta.get("fingerprint")
+        if made_for and made_for != lm.fingerprint() and not allow_other_model and self.meta.get("model") == lm.name:
+            raise VectorMismatchError(
+                f"vector was made for a model also named {lm.name}, but with fingerprint {made_for}, not this one's "
+                f"{lm.fingerprint()}: its weights differ, or the file was written by steerscope "
+                f"{self.meta.get('steerscope_version', '(unknown version)')} before the fingerprint scheme changed "
+                "(it now hashes all weights); if you know it is the same model, pass allow_other_model=True "
+                "(CLI: --allow-other-model)"
+            )
         if made_for and made_for != lm.fingerprint() and not allow_other_model:
             raise VectorMismatchError(
                 f"vector was made for {self.meta.get('model', '?')} (fingerprint {made_for}), not {lm.name} "
@@ -181,7 +228,7 @@ class SteeringVector:
 
         Coefficient 0 installs no hook at all: unsteered means the model as it is, not a zero multiple."""
         self.check(lm, allow_other_model)
-        if finite(coefficient, "the coefficient") == 0:
+        if check_coefficient(coefficient) == 0:
             yield
             return
         if any(v.dim() == 2 for v in self.vectors.values()) and positions == "all":

@@ -18,6 +18,8 @@ from pathlib import Path
 from ..core.cluster import RaySpec
 from ..core.errors import ConfigError
 from ..core.models import parse_device_map, parse_max_memory
+from ..core.reading import file_error, read_text
+from ..core.validate import MAX_COEFFICIENT, BadNumberError, finite, whole
 from ..methods import METHODS, method_names
 
 #: what every method is compared against: no steering, prompting, and the catalogue's controls (random)
@@ -148,14 +150,19 @@ _TABLES = {
 }
 
 
-def _table(cls, data, name: str):
+def _table(cls, data, name: str, where: str = "config"):
     if not isinstance(data, dict):
-        raise ConfigError(f"[{name}] must be a table")
+        raise ConfigError(f"{where}: [{name}] must be a table")
     allowed = {f.name for f in fields(cls)}
     unknown = set(data) - allowed
     if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{name}]; allowed: {', '.join(sorted(allowed))}")
-    return cls(**data)
+        raise ConfigError(
+            f"{where}: unknown key(s) {sorted(unknown)} in [{name}]; allowed: {', '.join(sorted(allowed))}"
+        )
+    try:
+        return cls(**data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: [{name}] {exc}") from None
 
 
 def _as_list(value, key: str) -> list:
@@ -181,7 +188,7 @@ def parse_config(data: dict, where: str = "config") -> SweepConfig:
     kwargs = {}
     for key, cls in _TABLES.items():
         if key in data:
-            kwargs[key] = _table(cls, data.pop(key), key)
+            kwargs[key] = _table(cls, data.pop(key), key, where)
     datasets = data.pop("datasets", ["sentiment"])
     custom = {}
     if isinstance(datasets, dict):  # [datasets.NAME] tables
@@ -205,9 +212,45 @@ def _whole_at_least(n: object, low: int) -> bool:
     return not isinstance(n, bool) and isinstance(n, int) and n >= low
 
 
+def _check_tables(c: SweepConfig, where: str) -> None:
+    """Every value of [generation], [selection] and [side_effects], and the top-level scalars, before any work: a
+    value a cell would fail on is refused here, naming its table and key (a rerun could never fix it)."""
+    g, sel, side = c.generation, c.selection, c.side_effects
+    checks = [
+        (lambda: whole(g.max_new_tokens, "[generation] max_new_tokens", 1, 100_000)),
+        (lambda: finite(g.repetition_penalty, "[generation] repetition_penalty", 0.01, 100.0)),
+        (lambda: finite(g.temperature, "[generation] temperature", 1e-6, 1e6)),
+        (lambda: whole(g.seed, "[generation] seed", 0)),
+        (lambda: whole(g.batch_size, "[generation] batch_size", 1)),
+        (lambda: finite(sel.max_fluency_cost, "[selection] max_fluency_cost", 0.0)),
+        (lambda: whole(side.n, "[side_effects] n", 1)),
+        (lambda: whole(side.seq_len, "[side_effects] seq_len", 2)),
+        (lambda: whole(side.batch_size, "[side_effects] batch_size", 1)),
+        (lambda: whole(side.seed, "[side_effects] seed", 0)),
+        (lambda: whole(c.random_n_pairs, "random_n_pairs", 0)),
+    ]
+    for run_check in checks:
+        try:
+            run_check()
+        except BadNumberError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    for flag, value in (("[generation] do_sample", g.do_sample), ("[side_effects] enabled", side.enabled)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {flag} must be true or false, got {value!r}")
+    for key, value in (("[side_effects] source", side.source), ("dtype", c.dtype), ("device", c.device),
+                       ("reference_method", c.reference_method)):  # fmt: skip
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    for key in ("models", "methods", "sites", "datasets", "baselines"):
+        bad = [v for v in getattr(c, key) if not isinstance(v, str) or not v]
+        if bad:
+            raise ConfigError(f"{where}: {key} must be names (strings), got {bad}")
+
+
 def _check(c: SweepConfig, where: str) -> None:
     if c.engine not in ("hf", "vllm"):
         raise ConfigError(f"{where}: engine must be 'hf' (the default) or 'vllm', got {c.engine!r}")
+    _check_tables(c, where)
     contenders = method_names(control=False)
     bad = [m for m in c.methods if m not in contenders]
     if bad:
@@ -222,9 +265,10 @@ def _check(c: SweepConfig, where: str) -> None:
         raise ConfigError(f"{where}: n_pairs must be positive integers, got {c.n_pairs}")
     if not all(_whole_at_least(n, 0) for n in c.seeds):
         raise ConfigError(f"{where}: seeds must be integers >= 0, got {c.seeds}")
-    if not all(_positive_number(x) for x in c.coefficients):
+    if not all(_positive_number(x) and x <= MAX_COEFFICIENT for x in c.coefficients):
         raise ConfigError(
-            f"{where}: coefficients must be finite positive numbers (0 is the unsteered baseline), got {c.coefficients}"
+            f"{where}: coefficients must be finite positive numbers up to {MAX_COEFFICIENT:g} (0 is the unsteered "
+            f"baseline; a coefficient multiplies the steering vector), got {c.coefficients}"
         )
     if not _whole_at_least(c.n_boot, 1):
         raise ConfigError(f"{where}: n_boot must be an integer >= 1, got {c.n_boot!r}")
@@ -284,7 +328,7 @@ def load_config(path: str | Path) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no sweep config at {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "a sweep config (TOML or YAML)", "see configs/ for examples", ConfigError)
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)
@@ -296,7 +340,14 @@ def load_config(path: str | Path) -> SweepConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            column = f", column {mark.column + 1}" if mark is not None else ""
+            raise file_error(
+                where, f"not valid YAML ({problem}{column})", "a YAML mapping of sweep settings",
+                "see configs/ for examples", ConfigError,
+            ) from None
     else:
         raise ConfigError(f"{path}: unknown config format; use .toml, .yaml or .yml")
     return parse_config(data, str(path))
