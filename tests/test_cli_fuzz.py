@@ -24,7 +24,7 @@ ZERO_OR_NEGATIVE_OK = {
 }  # fmt: skip
 ZERO_OK = {
     "--latent", "--workers", "--gpus-per-worker", "--cpus-per-worker", "--induce-min", "--max-delta-ce", "--max-kl",
-    "--kl-max", "--temperature", "--l1-coefficient",
+    "--kl-max", "--temperature", "--l1-coefficient", "--trials",
 }  # fmt: skip
 
 

@@ -143,6 +143,10 @@ def depth(
 
     --ray: one Ray task per model, the same folder.
     """
+    from ..core.validate import finite
+
+    finite(max_delta_ce, "--max-delta-ce", 0.0)  # thresholds first, before any folder or model
+    finite(max_kl, "--max-kl", 0.0)
     plan = _plan(
         instruments, tuned, tuned_lens, tuned_steps, tuned_n, tuned_lr,
         swaps=not no_swaps, horizon_ks=_ks(ks), thresholds={"delta_ce": max_delta_ce, "kl": max_kl},
