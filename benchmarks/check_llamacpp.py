@@ -32,7 +32,7 @@ import torch
 
 from steerscope import load_model
 from steerscope.core.generate import generate_text
-from steerscope.core.models import default_gguf_path
+from steerscope.core.loading import default_gguf_path
 from steerscope.evaluate.scorers import sentiment_compound, share_positive
 from steerscope.steering.llamacpp import control_layer, export_control_vector
 from steerscope.steering.methods import mean_diff

@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from steerscope import load_model
 from steerscope.cli import app
-from steerscope.core import models
+from steerscope.core import loading as models  # the loading half of the old core.models
 from steerscope.core.endpoint import ENV_KEY, ENV_MODEL, ENV_URL, ChatEndpoint, EndpointError, redact_url
 from steerscope.core.errors import SteerscopeError
-from steerscope.core.models import ModelLoadError, file_sha256, gguf_cache_key
+from steerscope.core.loading import file_sha256, gguf_cache_key
+from steerscope.core.models import ModelLoadError
 from steerscope.core.runs import RunFolder, UnsafePathError, slug
 from steerscope.evaluate.judge import judge_ratings
 from steerscope.steering.synth import EndpointWriter

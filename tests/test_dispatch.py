@@ -6,7 +6,7 @@ import torch
 from tiny_models import save_tiny
 
 import steerscope as ss
-from steerscope.core.models import parse_device_map, parse_max_memory
+from steerscope.core.loading import parse_device_map, parse_max_memory
 
 SITES = ["embed", "resid_pre.1", "attn_out.1", "mlp_in.2", "resid_post.2", "final"]
 # the embedding, two of the three blocks and the unembedding are offloaded to disk: their weights sit on the meta

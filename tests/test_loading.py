@@ -9,7 +9,7 @@ from tiny_models import CONFIGS, VOCAB, save_tiny
 from transformers import AutoModelForCausalLM, BertConfig
 
 from steerscope import ModelLoadError, UnsupportedArchitectureError, capture, load_model
-from steerscope.core import models as models_mod
+from steerscope.core import loading as models_mod
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from .core.adapters import SUPPORTED_MODEL_TYPES, UnsupportedArchitectureError
 from .core.errors import CheckpointError, ConfigError, NoDirectionError, SteerscopeError
 from .core.extract import mean_activations, text_vectors
 from .core.hooks import ActivationCache, add, capture, edit, project_out, read, replace, residual_write_sites
-from .core.models import LoadedModel, ModelLoadError, load_model
+from .core.loading import load_model
+from .core.models import LoadedModel, ModelLoadError
 from .core.runs import OutputExistsError, RunSettingsError
 from .core.sites import Site, SiteError, parse_site
 from .core.weights import OrthogonalizationError

@@ -22,7 +22,8 @@ from rich.console import Console
 from ._version import __version__
 from .core.commands import command as cli_command
 from .core.io import write_json
-from .core.models import LoadedModel, load_model
+from .core.loading import load_model
+from .core.models import LoadedModel
 from .core.runs import RunFolder, model_info, package_versions
 from .core.sites import site_name
 from .depth.run import DepthRun, TextSpec, run_horizon

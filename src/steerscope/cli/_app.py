@@ -210,7 +210,7 @@ def _load_vllm(model: str, dtype: str, device_map: str = "", max_memory: str = "
 def _load(
     model: str, dtype: str, device: str, trust_remote_code: bool = False, device_map: str = "", max_memory: str = ""
 ):
-    from ..core.models import load_model
+    from ..core.loading import load_model
 
     start = time.perf_counter()
     with console.status(f"loading {model} ..."):

@@ -10,8 +10,10 @@ import typer
 
 from ._app import HELP_MARKUP, Out, Overwrite, Restart, Seed, Threads, app, console, set_threads
 
-maze_app = typer.Typer(rich_markup_mode=HELP_MARKUP, 
-    help="A maze-solving policy, its goal misgeneralization, and the cheese vector.", no_args_is_help=True
+maze_app = typer.Typer(
+    rich_markup_mode=HELP_MARKUP,
+    help="A maze-solving policy, its goal misgeneralization, and the cheese vector.",
+    no_args_is_help=True,
 )
 app.add_typer(maze_app, name="maze")
 

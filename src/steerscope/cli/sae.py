@@ -31,8 +31,10 @@ from ._app import (
     set_threads,
 )
 
-sae_app = typer.Typer(rich_markup_mode=HELP_MARKUP, 
-    help="Sparse autoencoders: train, inspect features, compare with steering vectors.", no_args_is_help=True
+sae_app = typer.Typer(
+    rich_markup_mode=HELP_MARKUP,
+    help="Sparse autoencoders: train, inspect features, compare with steering vectors.",
+    no_args_is_help=True,
 )
 app.add_typer(sae_app, name="sae")
 

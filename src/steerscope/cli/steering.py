@@ -33,8 +33,10 @@ from ._app import (
     refuse_existing,
 )
 
-vectors_app = typer.Typer(rich_markup_mode=HELP_MARKUP, 
-    help="Inspect steering-vector files; export and import llama.cpp control vectors.", no_args_is_help=True
+vectors_app = typer.Typer(
+    rich_markup_mode=HELP_MARKUP,
+    help="Inspect steering-vector files; export and import llama.cpp control vectors.",
+    no_args_is_help=True,
 )
 app.add_typer(vectors_app, name="vectors")
 

@@ -52,7 +52,7 @@ def sweep(
     """
     from dataclasses import replace
 
-    from ..core.models import parse_device_map, parse_max_memory
+    from ..core.loading import parse_device_map, parse_max_memory
     from ..sweep.config import load_config
     from ..sweep.runner import run_sweep
 

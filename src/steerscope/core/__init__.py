@@ -9,7 +9,8 @@ from .extract import mean_activations, site_activations, text_vectors
 from .forward import run_forward
 from .generate import generate_text
 from .hooks import ActivationCache, add, capture, edit, project_out, read, replace, residual_write_sites
-from .models import LoadedModel, ModelLoadError, load_model
+from .loading import load_model
+from .models import LoadedModel, ModelLoadError
 from .runs import RunFolder, RunSettingsError
 from .sites import Site, SiteError, parse_site
 from .weights import OrthogonalizationError, orthogonalize

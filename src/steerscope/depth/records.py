@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .._version import __version__
-from ..core.models import parse_device_map, parse_max_memory
+from ..core.loading import parse_device_map, parse_max_memory
 from ..core.validate import BadNumberError, finite, whole
 
 __all__ = ["DepthRun", "TextSpec"]

@@ -22,7 +22,8 @@ from .._version import __version__
 from ..core.cluster import RaySpec
 from ..core.corpus import token_sequences
 from ..core.io import write_csv, write_json
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.runs import RunFolder, check_settings, model_info, progress_bar, slug
 from ..core.validate import BadNumberError, finite, whole
 from . import figures

@@ -30,7 +30,8 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from ..core.generate import NoChatTemplateError, chat_prompt, generate_completions
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.validate import check_coefficient, finite, whole
 from ..steering.requests import Steering, check_steering, file_sha256, steered
 from ..steering.vector import SteeringVector

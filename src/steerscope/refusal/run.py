@@ -33,7 +33,8 @@ from ..core.errors import NoDirectionError
 from ..core.generate import generate_text
 from ..core.hooks import add, project_out
 from ..core.io import atomic_write_bytes, write_csv, write_json
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.runs import RunFolder, check_settings, model_info, package_versions, progress_bar
 from ..core.sites import site_name
 from ..core.validate import BadNumberError, finite, whole

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.weights import export, orthogonalize
 from .vector import SteeringVector
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from rich.console import Console
 
 from ..core.io import write_json
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.runs import RunFolder, model_info, package_versions, progress_bar
 from ..evaluate.behaviour import behaviour_scores
 from ..evaluate.fluency import SideEffectProbe

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..core.generate import generate_text
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.runs import model_info
 from ..evaluate.fluency import SideEffectProbe, completion_cross_entropy
 from ..evaluate.store import Cell

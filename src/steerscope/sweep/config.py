@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.cluster import RaySpec
 from ..core.errors import ConfigError
-from ..core.models import parse_device_map, parse_max_memory
+from ..core.loading import parse_device_map, parse_max_memory
 from ..core.reading import file_error, read_text
 from ..core.validate import MAX_COEFFICIENT, BadNumberError, finite, whole
 from ..methods import METHODS, method_names
@@ -112,7 +112,7 @@ class SweepConfig:
     n_boot: int = 1000
     dtype: str = "float32"
     device: str = "cpu"
-    device_map: str | dict = ""  # split each model over devices (core.models.load_model); "" keeps it on `device`
+    device_map: str | dict = ""  # split each model over devices (core.loading.load_model); "" keeps it on `device`
     max_memory: str | dict = ""  # accelerate's budget per device for device_map, e.g. {0 = "20GiB", cpu = "64GiB"}
     generation: GenerationSpec = field(default_factory=GenerationSpec)
     selection: SelectionSpec = field(default_factory=SelectionSpec)

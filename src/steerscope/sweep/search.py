@@ -31,7 +31,8 @@ from rich.console import Console
 
 from ..core.errors import SteerscopeError
 from ..core.io import atomic_write_text, write_csv, write_json
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.runs import RunFolder, progress_bar, slug
 from ..evaluate.behaviour import behaviour_probability
 from ..evaluate.fluency import SideEffectProbe

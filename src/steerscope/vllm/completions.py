@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.models import LoadedModel, load_model
+from ..core.loading import load_model
+from ..core.models import LoadedModel
 from ..core.sites import site_name
 from ..core.validate import finite, whole
 from ..steering.generate import coefficient_label

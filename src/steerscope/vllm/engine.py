@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..core.errors import SteerscopeError
-from ..core.models import DEFAULT_HUB_ID, cache_dir, default_gguf_path, gguf_cache_key, load_model
+from ..core.loading import DEFAULT_HUB_ID, cache_dir, default_gguf_path, gguf_cache_key, load_model
 from ..core.validate import finite, whole
 from ..steering.vector import SteeringVector, VectorMismatchError
 from .sites import check_model_type, check_positions, check_site
@@ -98,7 +98,7 @@ def _cpu_only() -> bool:
 def model_folder(spec: str) -> str:
     """What vLLM loads for a steerscope model spec: the default model's fp32 folder (converted and cached on
     first use), a `.gguf`'s cached conversion, a local folder, or a hub id as given."""
-    from ..core.models import _in_hf_cache
+    from ..core.loading import _in_hf_cache
 
     if spec == "default":
         if _in_hf_cache(DEFAULT_HUB_ID):
