@@ -200,3 +200,79 @@ def test_the_reading_helper_itself(data):
                 reader(path, "a JSON file", "fix it")
             except UserFileError as exc:
                 assert str(exc).startswith(f"{path}") and "expected a JSON file; fix it" in str(exc), str(exc)
+
+
+OPENAI_BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["default", "tiny-llama", "gpt-4o"]) | SCALARS,
+        "prompt": st.text(max_size=10) | st.lists(st.text(max_size=6) | SCALARS, max_size=3) | SCALARS,
+        "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "tool", "x"]) | SCALARS,
+                                                    "content": st.text(max_size=8) | SCALARS}), max_size=3) | SCALARS,
+        "max_tokens": st.integers(-3, 10**6) | SCALARS,
+        "temperature": st.floats() | SCALARS,
+        "top_p": st.floats() | SCALARS,
+        "n": st.integers(-2, 20) | SCALARS,
+        "seed": st.integers(-3, 2**70) | SCALARS,
+        "stop": st.text(max_size=4) | st.lists(st.text(max_size=4), max_size=6) | SCALARS,
+        "stream": st.booleans() | SCALARS,
+        "frequency_penalty": st.floats() | SCALARS,
+        "logprobs": SCALARS,
+        "steering": st.lists(st.fixed_dictionaries({"vector": st.sampled_from(["v.safetensors", "../x", "nope"])
+                                                    | SCALARS, "coefficient": st.floats() | SCALARS},
+                                                   optional={"positions": st.sampled_from(["all", "nope"]) | SCALARS,
+                                                             "extra": SCALARS}), max_size=2) | SCALARS,
+        "steerin": SCALARS,
+    },
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def openai_server(lm, tmp_path_factory):
+    from steerscope.methods import fit
+    from steerscope.serve import Limits, Playground
+    from steerscope.serve.openai_api import OpenAIServer
+    from steerscope.steering.pairs import load_pairs
+
+    folder = tmp_path_factory.mktemp("vectors")
+    fit("mean_diff", lm, load_pairs("sentiment")[:4], ["resid_pre.1"]).save(folder / "v.safetensors")
+    return OpenAIServer(Playground(lm, "default", folder, None, Limits(max_prompt_tokens=32, max_new_tokens=16)))
+
+
+@SETTINGS
+@given(body=OPENAI_BODY | VALUES, chat=st.booleans())
+def test_openai_api_request_bodies(openai_server, body, chat):
+    """Any body either becomes a checked job or an OpenAI-shaped 4xx refusal with a one-line message."""
+    from pydantic import ValidationError
+
+    from steerscope.serve.openai_api import refusal
+    from steerscope.serve.openai_schema import ChatBody, CompletionBody
+
+    try:
+        if chat:
+            parsed = ChatBody.model_validate(body)
+            prompts = [openai_server.render_chat(parsed)]
+            max_tokens = parsed.max_completion_tokens or parsed.max_tokens
+        else:
+            parsed = CompletionBody.model_validate(body)
+            prompts = [parsed.prompt] if isinstance(parsed.prompt, str) else list(parsed.prompt)
+            max_tokens = parsed.max_tokens
+        job = openai_server.job(parsed, prompts, max_tokens, 16)
+    except (ValidationError, SteerscopeError, ValueError) as exc:
+        response = refusal(exc)
+        error = json.loads(response.body)["error"]
+        assert 400 <= response.status_code < 500 and error["message"] and "\n" not in error["message"]
+        return
+    assert job.n >= 1 and job.generation["max_new_tokens"] >= 1 and all(job.prompt_tokens)
+
+
+def test_openai_body_checker_accepts_a_valid_body(openai_server):
+    """The property test above reaches the accepted path too: a plain valid body becomes a job."""
+    from steerscope.serve.openai_schema import CompletionBody
+
+    body = CompletionBody.model_validate(
+        {"model": "default", "prompt": "hello there", "max_tokens": 4, "temperature": 0,
+         "steering": [{"vector": "v.safetensors", "coefficient": 2.0}]}
+    )  # fmt: skip
+    job = openai_server.job(body, ["hello there"], 4, 16)
+    assert job.generation["max_new_tokens"] == 4 and [s.name for s in job.steering] == ["v.safetensors"]
