@@ -249,7 +249,8 @@ def test_overload_is_429_and_a_client_that_leaves_frees_its_slot(playground, ser
     loop.close()
 
 
-def test_an_api_key_is_enforced_on_every_v1_request(playground):
+def test_an_api_key_is_enforced_on_every_v1_request(lm, folder, vectors):
+    playground = Playground(lm, str(folder), vectors)  # its own: an app that stops closes its playground's thread
     with Background(create_app(playground, api_key="s3cret")) as url:
         bad = openai.OpenAI(base_url=url + "v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):

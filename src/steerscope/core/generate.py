@@ -95,10 +95,10 @@ def generate_text(
     """Generate a completion for each prompt (only the new text is returned).
 
     `streamer`: a transformers streamer (`put(token_ids)`, `end()`) that sees the tokens as they are made."""
-    rows = _generate_ids(
-        lm, prompts, max_new_tokens, do_sample, temperature, top_p, seed, repetition_penalty, streamer, None
+    completions = generate_completions(
+        lm, prompts, max_new_tokens, do_sample, temperature, seed, repetition_penalty, streamer, top_p
     )
-    return [lm.tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+    return [c.text for c in completions]
 
 
 def generate_completions(

@@ -235,36 +235,27 @@ class OpenAIServer:
 
     # --- endpoints ------------------------------------------------------------------------------------------
 
-    async def completions(self, request: Request) -> Response:
-        self.authorize(request)
-        body = CompletionBody.model_validate(await body_json(request))
-        prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
-        job = await asyncio.to_thread(self.job, body, prompts, body.max_tokens, 16)
+    async def answer(
+        self,
+        request: Request,
+        body: Sampling,
+        job: CompletionJob,
+        names: tuple[str, str, str],
+        chunk_choice: Callable[[dict], dict],
+        final_choice: Callable[[dict], dict],
+    ) -> Response:
+        """Queue the job and answer: a stream of chunks (`chunk_choice` per delta or finished choice), or one JSON
+        object (`final_choice` per choice). `names`: the id prefix, the object and the chunk object."""
         ticket = self.submit(job)
-        head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_id}
+        prefix, kind, chunk_kind = names
+        head = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_id}
         if body.stream:
 
             def shape(event: dict) -> dict | None:
-                chunk = {**head, "object": "text_completion"}
-                if event["type"] == "delta":
-                    return chunk | {
-                        "choices": [
-                            {"index": event["index"], "text": event["text"], "finish_reason": None, "logprobs": None}
-                        ]
-                    }
-                if event["type"] == "choice":
-                    return chunk | {
-                        "choices": [
-                            {
-                                "index": event["index"],
-                                "text": "",
-                                "finish_reason": event["finish_reason"],
-                                "logprobs": None,
-                            }
-                        ]
-                    }
                 if event["type"] == "usage":
-                    return chunk | {"choices": [], "usage": event["usage"]}
+                    return {**head, "object": chunk_kind, "choices": [], "usage": event["usage"]}
+                if event["type"] in ("delta", "choice"):
+                    return {**head, "object": chunk_kind, "choices": [chunk_choice(event)]}
                 return None
 
             include = bool(body.stream_options and body.stream_options.include_usage)
@@ -273,15 +264,28 @@ class OpenAIServer:
         return JSONResponse(
             {
                 **head,
-                "object": "text_completion",
-                "choices": [
-                    {"index": c["index"], "text": c["text"], "finish_reason": c["finish_reason"], "logprobs": None}
-                    for c in choices
-                ],
+                "object": kind,
+                "choices": [final_choice(c) for c in choices],
                 "usage": self.usage(job, choices),
                 "steerscope": self.meta(job),
             }
         )
+
+    async def completions(self, request: Request) -> Response:
+        self.authorize(request)
+        body = CompletionBody.model_validate(await body_json(request))
+        prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+        job = await asyncio.to_thread(self.job, body, prompts, body.max_tokens, 16)
+
+        def chunk(event: dict) -> dict:
+            done = event["type"] == "choice"
+            text, reason = ("", event["finish_reason"]) if done else (event["text"], None)
+            return {"index": event["index"], "text": text, "finish_reason": reason, "logprobs": None}
+
+        def final(c: dict) -> dict:
+            return {"index": c["index"], "text": c["text"], "finish_reason": c["finish_reason"], "logprobs": None}
+
+        return await self.answer(request, body, job, ("cmpl", "text_completion", "text_completion"), chunk, final)
 
     async def chat(self, request: Request) -> Response:
         self.authorize(request)
@@ -289,47 +293,23 @@ class OpenAIServer:
         prompt = self.render_chat(body)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         job = await asyncio.to_thread(self.job, body, [prompt], max_tokens, CHAT_DEFAULT_TOKENS)
-        ticket = self.submit(job)
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model_id}
-        if body.stream:
-            started: set[int] = set()
+        started: set[int] = set()
 
-            def shape(event: dict) -> dict | None:
-                chunk = {**head, "object": "chat.completion.chunk"}
-                if event["type"] == "delta":
-                    delta = {"content": event["text"]}
-                    if event["index"] not in started:
-                        started.add(event["index"])
-                        delta = {"role": "assistant", **delta}
-                    return chunk | {"choices": [{"index": event["index"], "delta": delta, "finish_reason": None}]}
-                if event["type"] == "choice":
-                    return chunk | {
-                        "choices": [{"index": event["index"], "delta": {}, "finish_reason": event["finish_reason"]}]
-                    }
-                if event["type"] == "usage":
-                    return chunk | {"choices": [], "usage": event["usage"]}
-                return None
+        def chunk(event: dict) -> dict:
+            if event["type"] == "choice":
+                return {"index": event["index"], "delta": {}, "finish_reason": event["finish_reason"]}
+            delta = {"content": event["text"]}
+            if event["index"] not in started:  # the first chunk of a choice says whose turn it is
+                started.add(event["index"])
+                delta = {"role": "assistant", **delta}
+            return {"index": event["index"], "delta": delta, "finish_reason": None}
 
-            include = bool(body.stream_options and body.stream_options.include_usage)
-            return self.stream(ticket, shape, include, job)
-        choices = await self.collect(request, ticket)
-        return JSONResponse(
-            {
-                **head,
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": c["index"],
-                        "message": {"role": "assistant", "content": c["text"]},
-                        "finish_reason": c["finish_reason"],
-                        "logprobs": None,
-                    }
-                    for c in choices
-                ],
-                "usage": self.usage(job, choices),
-                "steerscope": self.meta(job),
-            }
-        )
+        def final(c: dict) -> dict:
+            message = {"role": "assistant", "content": c["text"]}
+            return {"index": c["index"], "message": message, "finish_reason": c["finish_reason"], "logprobs": None}
+
+        names = ("chatcmpl", "chat.completion", "chat.completion.chunk")
+        return await self.answer(request, body, job, names, chunk, final)
 
     async def models(self, request: Request) -> Response:
         self.authorize(request)
