@@ -16,6 +16,8 @@ Bare and steered runs alternate; each ratio is the median of the ratios of paire
 Weights are random (no download): throughput does not depend on their values. Prompts are random words of a
 word-level tokenizer built here.
 
+Install on the GPU machine (nothing is downloaded at run time): torch with CUDA, then `pip install -e .` (and for
+`--vllm`: `pip install -e '.[vllm]'`); on this CPU machine `make install` (or `make vllm-env` for `--tiny --vllm`).
 Usage: python benchmarks/bench_gpu.py [--tiny] [--sizes 1b,7b] [--repeats 3] [--batches 1,32,256] [--vllm]
 Runs in a few minutes on one H100/H200 class GPU; `--tiny` runs in seconds on a CPU. The `--vllm` part is
 untested on a GPU (none was lent while it was written); `--tiny --vllm` runs it on vLLM's CPU build.
