@@ -154,7 +154,43 @@ def test_a_vector_stamped_with_an_older_fingerprint_says_so_and_how_to_go_on():
     message = str(err.value)
     assert message.count(lm.name) == 1 and "0123abcd" in message and "0.0.9" in message, message
     assert "fingerprint scheme changed" in message and "--allow-other-model" in message
+    assert "steerscope vectors restamp" in message
     old.check(lm, allow_other_model=True)
+
+
+def test_restamping_a_vector_checks_the_model_and_keeps_the_old_stamp(tmp_path):
+    """`restamp` gives a copy that `check` accepts, refuses another model's name or width, and the CLI writes it
+    only where asked (replacing the file needs --overwrite)."""
+    from tiny_models import save_tiny, tiny_model
+    from typer.testing import CliRunner
+
+    from steerscope import load_model
+    from steerscope.cli import app
+    from steerscope.steering.vector import SteeringVector, VectorMismatchError
+
+    lm = tiny_model("llama", tokenizer=True)
+    old = SteeringVector({"resid_pre.1": torch.ones(lm.d_model)}, {"model": lm.name, "fingerprint": "0123abcd"})
+    new = old.restamp(lm)
+    new.check(lm)  # accepted now
+    assert new.meta["restamped_from"] == "0123abcd"
+    assert torch.equal(new.vectors["resid_pre.1"], old.vectors["resid_pre.1"])
+    with pytest.raises(VectorMismatchError, match="nothing to re-stamp"):
+        new.restamp(lm)
+    with pytest.raises(VectorMismatchError, match="only for a file of the same model"):
+        SteeringVector({"resid_pre.1": torch.ones(lm.d_model)}, {"model": "other", "fingerprint": "x"}).restamp(lm)
+    with pytest.raises(VectorMismatchError, match="d_model"):
+        SteeringVector({"resid_pre.1": torch.ones(lm.d_model + 1)}, {"model": lm.name, "fingerprint": "x"}).restamp(lm)
+
+    folder = tmp_path / "model"
+    save_tiny(folder, "llama")
+    on_disk = load_model(str(folder))
+    stale = SteeringVector({"resid_pre.1": torch.ones(on_disk.d_model)}, {"model": on_disk.name, "fingerprint": "ab"})
+    path = stale.save(tmp_path / "v.safetensors")
+    refused = CliRunner().invoke(app, ["vectors", "restamp", str(path), "--model", str(folder)])
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    done = CliRunner().invoke(app, ["vectors", "restamp", str(path), "--model", str(folder), "--overwrite"])
+    assert done.exit_code == 0, done.output
+    SteeringVector.load(path).check(on_disk)
 
 
 # --- crashes that are now one line -------------------------------------------------------------------------

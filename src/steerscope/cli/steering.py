@@ -268,6 +268,26 @@ def vectors_import(
     console.print(f"saved {target}")
 
 
+@vectors_app.command("restamp")
+def vectors_restamp(
+    vector: Annotated[Path, typer.Argument(help="steering-vector file written before the fingerprint scheme changed")],
+    model: ModelOption = "default",
+    out: Annotated[Path | None, typer.Option(help="file to write (default: replace VECTOR, with --overwrite)")] = None,
+    overwrite: Overwrite = False,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Stamp a vector file with MODEL's fingerprint after checking the model's name, width and sites."""
+    from ..steering.vector import SteeringVector
+
+    target = out or vector
+    refuse_existing(target, overwrite)
+    vec = SteeringVector.load(vector)
+    lm = _load(model, "float32", "cpu", trust_remote_code)
+    stamped = vec.restamp(lm)
+    stamped.save(target)
+    console.print(f"saved {target}: fingerprint {stamped.meta['restamped_from']} -> {stamped.meta['fingerprint']}")
+
+
 pairs_app = typer.Typer(rich_markup_mode=HELP_MARKUP, help="Contrast pairs.", no_args_is_help=True)
 app.add_typer(pairs_app, name="pairs")
 

@@ -206,8 +206,9 @@ class SteeringVector:
                 f"vector was made for a model also named {lm.name}, but with fingerprint {made_for}, not this one's "
                 f"{lm.fingerprint()}: its weights differ, or the file was written by steerscope "
                 f"{self.meta.get('steerscope_version', '(unknown version)')} before the fingerprint scheme changed "
-                "(it now hashes all weights); if you know it is the same model, pass allow_other_model=True "
-                "(CLI: --allow-other-model)"
+                "(it now hashes all weights); if you know it is the same model, re-stamp the file once with "
+                "`steerscope vectors restamp FILE --model MODEL` (API: vector.restamp(lm)), or pass "
+                "allow_other_model=True (CLI: --allow-other-model)"
             )
         if made_for and made_for != lm.fingerprint() and not allow_other_model:
             raise VectorMismatchError(
@@ -215,6 +216,24 @@ class SteeringVector:
                 f"(fingerprint {lm.fingerprint()}); pass allow_other_model=True (CLI: --allow-other-model) "
                 "to apply it deliberately"
             )
+
+    def restamp(self, lm: LoadedModel) -> SteeringVector:
+        """A copy stamped with `lm`'s fingerprint, for a file written before the fingerprint scheme changed: only for a
+        model of the same name whose width and sites fit (anything else is refused), the old fingerprint kept in
+        the metadata as `restamped_from`."""
+        if self.meta.get("model") not in (None, lm.name):
+            raise VectorMismatchError(
+                f"the vector names the model {self.meta.get('model')!r}, not {lm.name!r}: re-stamping is only for a "
+                "file of the same model written before the fingerprint scheme changed; use --allow-other-model to "
+                "apply it to another model deliberately"
+            )
+        self.check(lm, allow_other_model=True)  # width and sites must fit
+        meta = {k: v for k, v in self.meta.items() if k != "norms"}
+        old = meta.get("fingerprint")
+        if old == lm.fingerprint():
+            raise VectorMismatchError(f"the vector already carries {lm.name}'s fingerprint {old}; nothing to re-stamp")
+        meta |= {"fingerprint": lm.fingerprint(), "restamped_from": old, "restamped_by": __version__}
+        return SteeringVector(dict(self.vectors), meta)
 
     @contextmanager
     def apply(
