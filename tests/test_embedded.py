@@ -63,7 +63,7 @@ def test_readme_tour_runs(lm, tmp_path, monkeypatch):
     namespace = {"texts": ["One sentence.", "Another, longer sentence here."]}
     exec(compile(code, "README.md", "exec"), namespace)
     assert (tmp_path / "sent.safetensors").is_file()
-    assert namespace["means"]["resid_pre.8"].shape == (576,)
+    assert namespace["acts"]["resid_pre.10"].shape[-1] == 576 and namespace["out"].shape[0] == 2
 
 
 def test_capability_tasks_on_the_default_model(lm):
