@@ -15,10 +15,10 @@ from serve_helpers import byte_tokenizer, save_byte_model
 
 from steerscope import load_model
 from steerscope.core.generate import chat_prompt, generate_text
+from steerscope.core.io import sha256_file
 from steerscope.methods import fit
 from steerscope.serve import Background, Limits, Playground, create_app
 from steerscope.steering.pairs import load_pairs
-from steerscope.steering.requests import file_sha256
 from steerscope.steering.vector import SteeringVector
 
 inspect_ai = pytest.importorskip("inspect_ai", reason="the inspect extra is not installed")
@@ -104,7 +104,7 @@ def test_inspect_eval_cli_with_and_without_the_vector(setup):
         if name == "steered":
             provenance = log.samples[0].output.metadata["steerscope"]
             (entry,) = provenance["steering"]
-            assert entry["sha256"] == file_sha256(vector) and entry["coefficient"] == COEFFICIENT
+            assert entry["sha256"] == sha256_file(vector) and entry["coefficient"] == COEFFICIENT
             assert entry["method"] == "mean_diff" and entry["sites"] == ["resid_pre.1"]
             assert provenance["model_fingerprint"] == setup["lm"].fingerprint()
             assert log.eval.model_args["vector"] == str(vector)
@@ -129,7 +129,7 @@ def test_inspect_through_a_running_server(setup, monkeypatch):
     assert log.status == "success", log.error
     assert accuracy_of(log) == 1.0
     (entry,) = log.samples[0].output.metadata["steerscope"]["steering"]
-    assert entry["sha256"] == file_sha256(setup["vector"])
+    assert entry["sha256"] == sha256_file(setup["vector"])
 
 
 def test_bad_model_args_fail_before_any_sample(setup):

@@ -30,10 +30,11 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from ..core.generate import NoChatTemplateError, chat_prompt, generate_completions
+from ..core.io import sha256_file
 from ..core.loading import load_model
 from ..core.models import LoadedModel
 from ..core.validate import check_coefficient, finite, whole
-from ..steering.requests import Steering, check_steering, file_sha256, steered
+from ..steering.requests import Steering, check_steering, steered
 from ..steering.vector import SteeringVector
 
 DEFAULT_MAX_TOKENS = 128
@@ -105,7 +106,7 @@ class SteerscopeModelAPI(ModelAPI):
     def _load(self, entry: dict[str, Any]) -> Steering:
         path = Path(entry["vector"])
         vector = SteeringVector.load(path)
-        return Steering(vector, entry["coefficient"], entry["positions"], str(path), file_sha256(path))
+        return Steering(vector, entry["coefficient"], entry["positions"], str(path), sha256_file(path))
 
     def max_connections(self) -> int:
         return 1 if self.lm is not None else 4  # one model in this process: its hooks are global

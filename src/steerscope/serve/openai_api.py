@@ -27,7 +27,8 @@ from pydantic import ValidationError
 
 from ..core.errors import SteerscopeError
 from ..core.generate import NoChatTemplateError, chat_prompt
-from ..steering.requests import Steering, check_steering, file_sha256
+from ..core.io import sha256_file
+from ..steering.requests import Steering, check_steering
 from ..vllm.engine import VllmEngine
 from .completions import CompletionJob, run_completion, run_completion_vllm
 from .engine import Ticket
@@ -134,7 +135,7 @@ class OpenAIServer:
             vector = library.load(entry.vector)
             out.append(
                 Steering(
-                    vector, entry.coefficient, entry.positions, entry.vector, file_sha256(library.path_of(entry.vector))
+                    vector, entry.coefficient, entry.positions, entry.vector, sha256_file(library.path_of(entry.vector))
                 )
             )
         check_steering(self.playground.lm, out)
@@ -334,7 +335,7 @@ class OpenAIServer:
         def listing() -> list[dict]:
             rows = library.listing()
             for row in rows:
-                row["sha256"] = file_sha256(library.path_of(row["name"]))
+                row["sha256"] = sha256_file(library.path_of(row["name"]))
             return rows
 
         return JSONResponse({"object": "list", "data": await asyncio.to_thread(listing)})

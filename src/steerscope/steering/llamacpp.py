@@ -21,7 +21,6 @@ as llama.cpp sums directions for one layer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tempfile
@@ -33,7 +32,7 @@ import torch
 
 from .._version import __version__
 from ..core.errors import SteerscopeError
-from ..core.io import atomic_write_bytes
+from ..core.io import atomic_write_bytes, sha256_file
 from ..core.models import LoadedModel
 from ..core.sites import Site, SiteError, parse_site, site_name, split_site
 from ..core.validate import BadNumberError
@@ -230,7 +229,7 @@ def import_control_vector(path: str | Path, lm: LoadedModel) -> SteeringVector:
         **original,
         "imported_from": {
             "file": str(path),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": sha256_file(path),
             "format": "llama.cpp control vector (GGUF)",
             "model_hint": cv.model_hint,
             "exported_by": cv.meta.get("exported_by"),

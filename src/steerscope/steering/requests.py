@@ -7,25 +7,14 @@ every coefficient 0 is the unsteered model (no hook installed).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..core.models import LoadedModel
 from ..core.positions import POSITION_SPECS
 from ..core.validate import check_coefficient
 from .vector import SteeringVector
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
