@@ -35,8 +35,9 @@ from ..core.positions import POSITION_SPECS
 from ..methods import get_method
 from ..steering.pairs import BUILTIN
 from ..vllm.engine import VllmEngine
+from .bodies import read_json, validation_line
 from .engine import Ticket
-from .errors import RequestError, TooLarge, one_line
+from .errors import RequestError, one_line
 from .files import inside
 from .guard import RequestGuard
 from .openai_api import add_openai_routes
@@ -49,32 +50,6 @@ STATIC = Path(str(resources.files("steerscope") / "serve" / "static"))
 PAGE_POLICY = "default-src 'self'; img-src 'self' data:; frame-src 'self'; object-src 'none'; base-uri 'none'"
 REPORT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 MAX_BODY_OVERHEAD = 64_000  # bytes a request body may hold besides an upload's text
-
-
-async def read_json(request: Request, limit: int, what: str = "the request body") -> object:
-    """The request body as JSON, refused (413) as soon as it grows past `limit` bytes."""
-    too_large = TooLarge(f"{what} is over this server's limit of {limit} bytes")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON ({exc})") from None
-
-
-def validation_line(exc: ValidationError) -> str:
-    """A pydantic error as one line: 'vector.n_pairs: Input should be a valid integer'."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def events(ticket: Ticket):

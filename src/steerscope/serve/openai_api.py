@@ -30,6 +30,7 @@ from ..core.generate import NoChatTemplateError, chat_prompt
 from ..core.io import sha256_file
 from ..steering.requests import Steering, check_steering
 from ..vllm.engine import VllmEngine
+from .bodies import read_json, validation_line
 from .completions import CompletionJob, run_completion, run_completion_vllm
 from .engine import Ticket
 from .errors import RequestError, TooLarge, one_line
@@ -40,6 +41,7 @@ MAX_BODY = 1_000_000  # bytes of one request body
 MAX_CHOICES = 8  # n, and prompts x n for a list of prompts
 CHAT_DEFAULT_TOKENS = 256  # max_tokens when a chat request gives none (completions: 16, as OpenAI's)
 POLL_SECONDS = 0.25  # how often a non-streaming request checks that its client is still there
+UNKNOWN_FIELD = "unknown field (this server takes OpenAI's fields and 'steering'; check the spelling)"
 
 
 class Unauthorized(RequestError):
@@ -57,16 +59,7 @@ def error_body(message: str, status: int, param: str | None = None) -> dict:
 def refusal(exc: Exception) -> JSONResponse:
     """An exception as OpenAI's error shape and status."""
     if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            message = (
-                "unknown field (this server takes OpenAI's fields and 'steering'; check the spelling)"
-                if err["type"] == "extra_forbidden"
-                else err["msg"]
-            )
-            parts.append(f"{where}: {message}")
-        return JSONResponse(error_body("; ".join(parts), 400), status_code=400)
+        return JSONResponse(error_body(validation_line(exc, UNKNOWN_FIELD), 400), status_code=400)
     status = exc.status if isinstance(exc, RequestError) else 400
     return JSONResponse(error_body(one_line(exc), status), status_code=status)
 
@@ -83,19 +76,9 @@ def openai_errors(handler: Callable[..., Awaitable[Response]]) -> Callable[..., 
     return wrapped
 
 
-async def body_json(request: Request) -> object:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise TooLarge(f"the request body is over this server's limit of {MAX_BODY} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise TooLarge(f"the request body is over this server's limit of {MAX_BODY} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON ({exc})") from None
+async def body_json(request: Request) -> dict:
+    """The request body: a JSON object of at most MAX_BODY bytes."""
+    data = await read_json(request, MAX_BODY)
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     return data
