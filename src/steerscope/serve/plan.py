@@ -132,12 +132,11 @@ class Plan:
 
 
 def check_positions(vector: SteeringVector, positions: str) -> None:
-    """A position-wise (ActAdd) vector [T, d] is added at the front of the prompt, so it takes no other positions."""
-    if any(v.dim() == 2 for v in vector.vectors.values()) and positions not in ("all", "front"):
-        raise RequestError(
-            f"a position-wise (ActAdd) vector is added at the front of the prompt; positions {positions!r} cannot "
-            "take it: choose all or front"
-        )
+    """SteeringVector.check_positions, refused as a request error (HTTP 400)."""
+    try:
+        vector.check_positions(positions, "the vector")
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def _source(choice: VectorChoice, library: VectorLibrary, default_site: str, which: str) -> Source:

@@ -55,11 +55,7 @@ def check_steering(lm: LoadedModel, entries: Sequence[Steering]) -> list[Steerin
         if entry.positions not in POSITION_SPECS:
             raise ValueError(f"{label}: unknown positions {entry.positions!r}; use one of {', '.join(POSITION_SPECS)}")
         entry.vector.check(lm)
-        if any(v.dim() == 2 for v in entry.vector.vectors.values()) and entry.positions not in ("all", "front"):
-            raise ValueError(
-                f"{label} is a position-wise (ActAdd) vector, added at the front of the prompt; positions "
-                f"{entry.positions!r} cannot take it: use all or front"
-            )
+        entry.vector.check_positions(entry.positions, label)
         if coefficient != 0:
             checked.append(entry)
     return checked

@@ -217,6 +217,15 @@ class SteeringVector:
                 "to apply it deliberately"
             )
 
+    def check_positions(self, positions: str, what: str = "this vector") -> None:
+        """A position-wise (ActAdd) vector [T, d] is added at the front of the prompt, so it takes only the
+        positions "all" (which means the front for it) or "front"; refused in one line otherwise."""
+        if any(v.dim() == 2 for v in self.vectors.values()) and positions not in ("all", "front"):
+            raise ValueError(
+                f"{what} is a position-wise (ActAdd) vector, added at the front of the prompt; positions "
+                f"{positions!r} cannot take it: use all or front"
+            )
+
     def restamp(self, lm: LoadedModel) -> SteeringVector:
         """A copy stamped with `lm`'s fingerprint, for a file written before the fingerprint scheme changed: only for a
         model of the same name whose width and sites fit (anything else is refused), the old fingerprint kept in

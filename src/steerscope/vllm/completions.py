@@ -9,7 +9,7 @@ from typing import Any
 from ..core.loading import load_model
 from ..core.models import LoadedModel
 from ..core.sites import site_name
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, whole
 from ..steering.generate import coefficient_label
 from ..steering.generate import steered_completions as hf_steered_completions
 from ..steering.methods import mean_diff
@@ -40,7 +40,7 @@ def vllm_completions(
     repetition_penalty: float = 1.0,
 ) -> dict[str, list[str]]:
     """As `steering.generate.steered_completions`, through vLLM: one batch holds every (coefficient, prompt)."""
-    coefficients = [finite(c, "the coefficient (--coefficient)") for c in coefficients]
+    coefficients = [check_coefficient(c, "the coefficient (--coefficient)") for c in coefficients]
     whole(max_new_tokens, "max_new_tokens (--max-new-tokens)", 1)
     cells = [(c, p) for c in coefficients for p in prompts]
     steering = [None if c == 0 else Steer(vector, c, positions, allow_other_model) for c, _ in cells]
@@ -94,7 +94,7 @@ def steer_with_pairs_vllm(
 ) -> tuple[SteeringVector, dict[str, list[str]]]:
     """`steerscope steer --engine vllm`: the mean-difference vector read through vLLM, then greedy completions
     unsteered, at +coefficient and at -coefficient in one vLLM batch (as `steering.generate.steer_with_pairs`)."""
-    coefficient = finite(coefficient, "the coefficient (--coefficient)")
+    coefficient = check_coefficient(coefficient, "the coefficient (--coefficient)")
     whole(max_new_tokens, "max_new_tokens (--max-new-tokens)", 1)
     site = site or site_name("resid_pre", engine.n_layers // 3)
     vector = mean_diff(engine, starter_pairs(pairs), [site])  # type: ignore[arg-type]  (reads through vLLM)

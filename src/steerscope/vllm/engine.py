@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..core.errors import SteerscopeError
 from ..core.loading import DEFAULT_HUB_ID, cache_dir, default_gguf_path, gguf_cache_key, load_model
-from ..core.validate import finite, whole
+from ..core.validate import check_coefficient, whole
 from ..steering.vector import SteeringVector, VectorMismatchError
 from .sites import check_model_type, check_positions, check_site
 from .worker import EXTRA_KEY
@@ -212,7 +212,7 @@ class VllmEngine:
     def _validate(self, steers: Sequence[Steer]) -> _Spec:
         spec = _Spec()
         for steer in steers:
-            coefficient = finite(steer.coefficient, "the coefficient")
+            coefficient = check_coefficient(steer.coefficient, "the coefficient")
             positions = check_positions(steer.positions)
             vec = steer.vector
             if isinstance(vec, SteeringVector):
