@@ -136,7 +136,7 @@ class OpenAIServer:
             )
         counts = []
         for prompt in prompts:
-            count = self.playground._count_tokens(prompt)
+            count = self.playground.count_tokens(prompt)
             if count == 0:
                 raise RequestError("the prompt is empty; send some text")
             if count > limits.max_prompt_tokens:

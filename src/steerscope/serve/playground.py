@@ -104,9 +104,10 @@ class Playground:
 
     def plan(self, request: SteerRequest) -> Plan:
         """A request checked in full (a 4xx refusal otherwise) and ready to queue."""
-        return make_plan(request, self.library, self.limits, self.model, self.default_site, self._count_tokens)
+        return make_plan(request, self.library, self.limits, self.model, self.default_site, self.count_tokens)
 
-    def _count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` (a tokenizer copy of its own: safe beside the model thread and other requests)."""
         with self._counting:
             return len(self._counter(text)["input_ids"])
 
